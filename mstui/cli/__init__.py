@@ -1,0 +1,46 @@
+"""Command-line entry point: `mstui` opens the TUI; subcommands do the same work headless."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from mstui.cli.parser import build_parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments and dispatch; every expected failure is one line on stderr, exit code 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        from mstui.cli.tui_cmd import cmd_tui
+
+        handler = cmd_tui
+    try:
+        code: int = handler(args)
+        return code
+    except KeyboardInterrupt:
+        print("mstui: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:
+        if os.environ.get("MSTUI_DEBUG"):
+            raise
+        print(f"mstui: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+
+
+def one_line(exc: BaseException) -> str:
+    """The message of an error, on one line (the type name when it has no message)."""
+    text = " ".join(str(exc).split())
+    known = ("ModelError", "StoreError", "ProblemSetError", "ValueError", "PromptTooLong")
+    if type(exc).__name__ in known and text:
+        return text
+    hint = " (set MSTUI_DEBUG=1 to see the traceback)"
+    return f"{type(exc).__name__}: {text}{hint}" if text else f"{type(exc).__name__}{hint}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

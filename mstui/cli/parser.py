@@ -1,0 +1,121 @@
+"""The argument parser: every option with its help text, errors on one line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import NoReturn
+
+from mstui.config import RunConfig
+from mstui.core.backend import GenSettings
+from mstui.core.prompts import FORMATS, STRATEGIES
+
+POLICY_HELP = (
+    "stopping policy: fixed (run to --max-rounds), fixed:N (N re-answers after the first), "
+    "none (first answer only), repeat (stop when the answer repeats), markov[:PRICE] (the live "
+    "MarkovScale rule, needs a fit), gate (MarkovScale gating, needs a fit), oracle (stop at the "
+    "first correct round, needs --gold)"
+)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse prints usage plus the error; users asked for one line that says what to do."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"mstui: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """Options that pick and load a model."""
+    g = p.add_argument_group("model")
+    g.add_argument("--model", metavar="PATH|NAME",
+                   help="a .gguf path, or a file name in models/ (default: the embedded "
+                        "SmolLM2-135M-Instruct Q4_1)")
+    g.add_argument("--ctx", type=int, metavar="N",
+                   help="context window in tokens (default: the model's, at most 4096)")
+    g.add_argument("--gpu-layers", type=int, default=-1, metavar="N",
+                   help="layers to offload to the GPU; -1 = all (default), 0 = CPU only")
+
+
+def add_run_options(p: argparse.ArgumentParser, *, default_rounds: int = 4) -> None:
+    """Options of one refinement run (run, sweep and the TUI share them)."""
+    add_model_options(p)
+    g = p.add_argument_group("refinement")
+    g.add_argument("--strategy", choices=STRATEGIES, default="reanswer",
+                   help="how later rounds are asked: reanswer (previous final answer only, "
+                        "default), refine (previous full response), wait (continue after 'Wait,')")
+    g.add_argument("--format", dest="prompt_format", choices=FORMATS, default="fewshot",
+                   help="prompt format: fewshot (plain completion with worked examples, best for "
+                        "small models; default) or chat (the GGUF's own chat template)")
+    g.add_argument("--policy", default="fixed", metavar="SPEC", help=POLICY_HELP)
+    g.add_argument("--price", type=float, default=0.0, metavar="KAPPA",
+                   help="markov policy: accuracy you would trade for one token (default 0: "
+                        "continue whenever one more round is expected to help)")
+    g.add_argument("--max-rounds", type=int, default=default_rounds, metavar="N",
+                   help=f"cap on total rounds, the first answer included (default {default_rounds})")
+    s = p.add_argument_group("sampling")
+    s.add_argument("--max-tokens", type=int, default=256, metavar="N",
+                   help="tokens generated per round at most (default 256)")
+    s.add_argument("--temperature", type=float, default=0.7, metavar="T",
+                   help="sampling temperature (default 0.7; 0 = greedy)")
+    s.add_argument("--seed", type=int, default=0, help="sampling seed; round k uses seed+k")
+    s.add_argument("--logprobs", action="store_true",
+                   help="record log-probabilities of answer tokens (loads the model with "
+                        "logits_all=True: slower, more memory)")
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """A validated RunConfig from parsed options."""
+    gen = GenSettings(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed,
+                      logprobs=args.logprobs)
+    return RunConfig(
+        model=args.model,
+        strategy=args.strategy,
+        prompt_format=args.prompt_format,
+        policy=args.policy,
+        max_rounds=args.max_rounds,
+        price=args.price,
+        ctx=args.ctx,
+        gpu_layers=args.gpu_layers,
+        logprobs=args.logprobs,
+        gen=gen,
+    ).validate()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """`mstui [options]` opens the TUI; `mstui COMMAND --help` explains each command."""
+    from mstui.cli.models_cmd import cmd_models
+    from mstui.cli.run_cmd import cmd_run
+
+    parser = OneLineParser(
+        prog="mstui",
+        description="Watch, step through and tune sequential inference-time scaling of a local "
+                    "LLM: a model answers, re-answers round after round, and a two-state Markov "
+                    "chain (MarkovScale) says after each round whether one more is worth it. "
+                    "Without a command, opens the terminal UI.",
+    )
+    parser.add_argument("--version", action="version", version="mstui 0.1.0")
+    add_run_options(parser)
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=OneLineParser)
+
+    run = sub.add_parser("run", help="answer one question headless, streaming each round",
+                         description="Answer one question and re-answer it round after round, "
+                                     "streaming every round to the terminal.")
+    run.add_argument("--question", required=True, metavar="TEXT", help="the question to answer")
+    run.add_argument("--gold", metavar="X",
+                     help="the correct answer, to mark each round right or wrong")
+    run.add_argument("--json", action="store_true",
+                     help="print one JSON object per round instead of streaming text")
+    add_run_options(run)
+    run.set_defaults(handler=cmd_run)
+
+    models = sub.add_parser("models", help="list GGUF models and whether a GPU can be used",
+                            description="List every GGUF in models/ (and PATHs given) with size, "
+                                        "architecture, quantization and context length.")
+    models.add_argument("paths", nargs="*", metavar="PATH", help="extra .gguf files to describe")
+    models.add_argument("--models-dir", default="models", metavar="DIR",
+                        help="where models are looked for (default: models)")
+    models.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    models.set_defaults(handler=cmd_models)
+    return parser

@@ -1,0 +1,103 @@
+"""`mstui run`: one question, streamed round by round to the terminal (or as JSON lines)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from typing import TextIO
+
+from mstui.cli.parser import config_from_args
+from mstui.core.loop import (
+    DecisionMade,
+    RoundFinished,
+    RoundStarted,
+    RunFinished,
+    TokenStreamed,
+    run_refinement,
+)
+from mstui.core.types import Decision, RoundRecord
+from mstui.runner import build_run
+
+
+def round_json(record: RoundRecord, decision: Decision | None) -> dict[str, object]:
+    """The JSON line of one round (the `--json` output format)."""
+    out: dict[str, object] = {
+        "round": record.index,
+        "answer": record.answer,
+        "answer_text": record.answer_text,
+        "extraction_rule": record.extraction_rule,
+        "correct": record.correct,
+        "prompt_tokens": record.prompt_tokens,
+        "cached_tokens": record.cached_tokens,
+        "completion_tokens": record.completion_tokens,
+        "tokens_per_s": round(record.tokens_per_second, 2),
+        "prompt_seconds": round(record.prompt_seconds, 4),
+        "gen_seconds": round(record.gen_seconds, 4),
+        "finish_reason": record.finish_reason,
+    }
+    if record.error:
+        out["error"] = record.error
+    if decision is not None:
+        out["decision"] = {"action": decision.final_action, "rule": decision.rule,
+                           "reason": decision.reason, "belief": decision.belief,
+                           "pi": decision.pi, "expected_gain": decision.expected_gain}
+    return out
+
+
+def _mark(record: RoundRecord) -> str:
+    if record.correct is None:
+        return ""
+    return " ✓" if record.correct else " ✗"
+
+
+def cmd_run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    """Run the refinement loop on one question; exit 0 when it ran, 2 on a bad input."""
+    question = (args.question or "").strip()
+    if not question:
+        raise ValueError("--question is empty; give the question text")
+    config = config_from_args(args)
+    run = build_run(config, gold=args.gold)
+    if not args.json:
+        print(f"model: {run.backend.info.model} · {run.backend.info.offload_text} · "
+              f"strategy {config.strategy} · policy {run.policy.spec}", file=out)
+    cancel = threading.Event()
+    pending: RoundRecord | None = None
+    failed = None
+    for event in run_refinement(question, backend=run.backend, prompter=run.prompter,
+                                policy=run.policy, max_rounds=config.max_rounds,
+                                settings=config.gen, gold=args.gold, cancel=cancel):
+        if isinstance(event, RoundStarted) and not args.json:
+            print(f"\n── round {event.index} ──", file=out)
+        elif isinstance(event, TokenStreamed) and not args.json:
+            out.write(event.text)
+            out.flush()
+        elif isinstance(event, RoundFinished):
+            pending = event.record
+            if event.record.finish_reason in ("error", "cancelled"):
+                failed = event.record
+                if args.json:
+                    print(json.dumps(round_json(event.record, None)), file=out)
+        elif isinstance(event, DecisionMade) and pending is not None:
+            _report(pending, event.decision, args.json, out)
+            pending = None
+        elif isinstance(event, RunFinished) and not args.json:
+            print(f"\nfinal answer: {event.final_answer} after {len(event.rounds)} round(s)"
+                  + (f" ({'correct' if event.final_correct else 'wrong'})"
+                     if event.final_correct is not None else ""), file=out)
+    if failed is not None and failed.finish_reason == "error":
+        raise ValueError(failed.error or "the round failed")
+    return 0
+
+
+def _report(record: RoundRecord, decision: Decision, as_json: bool, out: TextIO) -> None:
+    if as_json:
+        print(json.dumps(round_json(record, decision)), file=out)
+        return
+    shown = record.answer_text if record.answer_text is not None else "(none found)"
+    print(f"\n→ answer {shown}{_mark(record)} [{record.extraction_rule}] · "
+          f"{record.prompt_tokens} prompt tok ({record.cached_tokens} cached) · "
+          f"{record.completion_tokens} tok · {record.tokens_per_second:.0f} tok/s · "
+          f"{record.finish_reason}", file=out)
+    print(f"→ {decision.final_action}: {decision.reason}", file=out)

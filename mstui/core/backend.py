@@ -1,0 +1,95 @@
+"""The contract between the refinement loop and a text generator (llama.cpp, a server, a script)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from mstui.core.types import FinishReason
+
+ChatMessage = dict[str, str]
+
+
+@dataclass(frozen=True)
+class GenSettings:
+    """Sampling settings for one round; the seed is offset by the round index by the loop."""
+
+    max_tokens: int = 256
+    temperature: float = 0.7
+    top_p: float = 0.95
+    seed: int = 0
+    stop: tuple[str, ...] = ()
+    logprobs: bool = False
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One streamed token's text and, when asked for, its log-probability."""
+
+    text: str
+    logprob: float | None = None
+
+
+@dataclass(frozen=True)
+class GenStats:
+    """What a finished (or cancelled, or failed) generation cost. Always the last item streamed."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    finish_reason: FinishReason
+    prompt_seconds: float
+    gen_seconds: float
+    error: str | None = None
+    counted_locally: bool = False  # token counts estimated by us, not reported by the backend
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """How a backend runs, in words a user can check (shown by the CLI and the UI)."""
+
+    backend: str  # "llama.cpp", "openai", "scripted"
+    model: str
+    context_length: int
+    gpu_offload_supported: bool = False
+    gpu_layers: int = 0
+    total_layers: int = 0
+    threads: int = 0
+    details: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def offload_text(self) -> str:
+        """'CPU only' or 'GPU: 30/30 layers', the way users need to read it."""
+        if self.backend != "llama.cpp":
+            return self.details.get("offload", "remote")
+        if not self.gpu_offload_supported:
+            return "CPU only (this llama.cpp build has no GPU support)"
+        if self.gpu_layers == 0:
+            return "CPU only (0 layers offloaded)"
+        return f"GPU: {self.gpu_layers}/{self.total_layers} layers"
+
+
+class PromptTooLong(ValueError):
+    """The prompt does not fit in the model's context window."""
+
+
+class Backend(Protocol):
+    """Streams a completion for a text prompt. Used from one thread at a time."""
+
+    info: BackendInfo
+
+    def render_chat(self, messages: Sequence[ChatMessage]) -> str:
+        """The model's own chat template applied to `messages`, ending with the assistant cue."""
+        ...
+
+    def stream(
+        self, prompt: str, settings: GenSettings, cancel: threading.Event
+    ) -> Iterator[Piece | GenStats]:
+        """Yield pieces as they are generated, then exactly one GenStats.
+
+        Stops at the next token once `cancel` is set (finish_reason "cancelled"). Raises
+        PromptTooLong before generating when the prompt does not fit the context.
+        """
+        ...

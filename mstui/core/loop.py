@@ -1,0 +1,177 @@
+"""The refinement loop: ask, re-ask, decide — as a generator of typed events the UI or CLI consumes."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+
+from mstui.core.answers import answers_match, extract_answer, span_logprob
+from mstui.core.backend import Backend, GenSettings, GenStats, Piece, PromptTooLong
+from mstui.core.prompts import Prompter
+from mstui.core.types import Decision, Observation, Policy, RoundRecord
+
+
+@dataclass(frozen=True)
+class RoundStarted:
+    """A round's prompt is about to be sent."""
+
+    index: int
+    prompt: str
+
+
+@dataclass(frozen=True)
+class TokenStreamed:
+    """One piece of the round in flight."""
+
+    index: int
+    text: str
+
+
+@dataclass(frozen=True)
+class RoundFinished:
+    """A round ended (normally, by cancel, or by error) and was scored."""
+
+    record: RoundRecord
+
+
+@dataclass(frozen=True)
+class DecisionMade:
+    """The policy's decision after a round, after any user review (step-through override)."""
+
+    decision: Decision
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    """The run is over: `reason` is "policy", "cancelled" or "error"."""
+
+    rounds: tuple[RoundRecord, ...]
+    reason: str
+    final_answer: str | None
+    final_correct: bool | None
+    error: str | None = None
+
+
+Event = RoundStarted | TokenStreamed | RoundFinished | DecisionMade | RunFinished
+Reviewer = Callable[[Decision], Decision]
+
+
+def observe(answer: str | None, earlier: Sequence[str | None], logprob: float | None) -> Observation:
+    """The label-free features of a round, given the answers of the rounds before it."""
+    if not earlier:
+        return Observation(found=answer is not None, changed=None, agreement=None, logprob=logprob)
+    same = sum(1 for prev in earlier if prev is not None and prev == answer)
+    return Observation(
+        found=answer is not None,
+        changed=answer != earlier[-1],
+        agreement=same / len(earlier),
+        logprob=logprob,
+    )
+
+
+def score_round(
+    index: int,
+    prompt: str,
+    pieces: Sequence[Piece],
+    stats: GenStats,
+    earlier: Sequence[RoundRecord],
+    gold: str | None,
+) -> RoundRecord:
+    """Turn a generation into a RoundRecord: extract the answer, compare with gold, observe."""
+    response = "".join(p.text for p in pieces)
+    ext = extract_answer(response)
+    logprob = None
+    if ext.answer is not None and any(p.logprob is not None for p in pieces):
+        logprob = span_logprob([(p.text, p.logprob) for p in pieces], ext.start, ext.end)
+    correct = None if gold is None else answers_match(ext.answer, gold)
+    return RoundRecord(
+        index=index,
+        prompt=prompt,
+        response=response,
+        answer=ext.answer,
+        answer_text=ext.text,
+        extraction_rule=ext.rule,
+        correct=correct,
+        prompt_tokens=stats.prompt_tokens,
+        completion_tokens=stats.completion_tokens,
+        cached_tokens=stats.cached_tokens,
+        finish_reason=stats.finish_reason,
+        prompt_seconds=stats.prompt_seconds,
+        gen_seconds=stats.gen_seconds,
+        observation=observe(ext.answer, [r.answer for r in earlier], logprob),
+        error=stats.error,
+    )
+
+
+def run_refinement(
+    question: str,
+    *,
+    backend: Backend,
+    prompter: Prompter,
+    policy: Policy,
+    max_rounds: int,
+    settings: GenSettings,
+    gold: str | None = None,
+    cancel: threading.Event | None = None,
+    review: Reviewer | None = None,
+) -> Iterator[Event]:
+    """Run rounds until the policy (or the user, through `review`) stops, the cap, or a cancel.
+
+    `review` sees each decision before it takes effect and may return it with `override` set;
+    it may block (the UI's step mode waits there for a key). The generator never raises for a
+    failed round: the failure is recorded on the round and the run ends with reason "error".
+    """
+    if max_rounds < 1:
+        raise ValueError("max_rounds must be at least 1")
+    cancel = cancel or threading.Event()
+    history: list[RoundRecord] = []
+    stop = tuple(dict.fromkeys(settings.stop + prompter.stop))
+    while True:
+        index = len(history)
+        prompt = prompter.prompt(question, history)
+        yield RoundStarted(index, prompt)
+        round_settings = replace(settings, seed=settings.seed + index, stop=stop)
+        pieces: list[Piece] = []
+        stats: GenStats | None = None
+        try:
+            for item in backend.stream(prompt, round_settings, cancel):
+                if isinstance(item, Piece):
+                    pieces.append(item)
+                    yield TokenStreamed(index, item.text)
+                else:
+                    stats = item
+        except PromptTooLong as exc:
+            stats = GenStats(0, 0, 0, "error", 0.0, 0.0, error=str(exc))
+        except Exception as exc:  # a backend failure ends the run, it must not kill the caller
+            stats = GenStats(0, len(pieces), 0, "error", 0.0, 0.0, error=f"{type(exc).__name__}: {exc}")
+        if stats is None:
+            stats = GenStats(0, len(pieces), 0, "error", 0.0, 0.0, error="backend ended without stats")
+        record = score_round(index, prompt, pieces, stats, history, gold)
+        yield RoundFinished(record)
+        if record.finish_reason in ("cancelled", "error"):
+            yield _finish(history, "cancelled" if record.finish_reason == "cancelled" else "error",
+                          record.error)
+            return
+        history.append(record)
+        decision = policy.decide(history, max_rounds)
+        if review is not None:
+            decision = review(decision)
+        yield DecisionMade(decision)
+        if decision.final_action == "stop" or len(history) >= max_rounds:
+            yield _finish(history, "policy", None)
+            return
+        if cancel.is_set():
+            yield _finish(history, "cancelled", None)
+            return
+
+
+def _finish(history: Sequence[RoundRecord], reason: str, error: str | None) -> RunFinished:
+    last = history[-1] if history else None
+    return RunFinished(
+        rounds=tuple(history),
+        reason=reason,
+        final_answer=last.answer if last else None,
+        final_correct=last.correct if last else None,
+        error=error,
+    )

@@ -1,0 +1,103 @@
+"""Plain data records shared by the core, the engine, the store and the UI."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+Action = Literal["continue", "stop"]
+FinishReason = Literal["stop", "length", "cancelled", "error"]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Cheap, label-free features of one round, the inputs of the live belief (DESIGN §1.3).
+
+    `changed` and `agreement` are None at round 0 (nothing to compare with).
+    """
+
+    found: bool  # an answer could be extracted at all
+    changed: bool | None  # answer differs from the previous round's
+    agreement: float | None  # fraction of earlier rounds whose answer equals this one
+    logprob: float | None  # mean log-probability of the answer tokens, when known
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """One finished round: what was asked, what came back, and what it cost.
+
+    This is the unit the store persists and the policies read. `correct` is None when no gold
+    answer is known (a live question) and is only ever read by the `oracle` policy.
+    """
+
+    index: int
+    prompt: str
+    response: str
+    answer: str | None  # normalized final answer, None when nothing was found
+    answer_text: str | None  # the exact extracted text, shown to the user
+    extraction_rule: str  # "boxed", "answer-is", "hashes", "last-number" or "none"
+    correct: bool | None
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int  # prompt tokens served from the KV cache (prefix reuse)
+    finish_reason: FinishReason
+    prompt_seconds: float  # time to first token
+    gen_seconds: float  # first token to last
+    observation: Observation
+    error: str | None = None
+
+    @property
+    def tokens(self) -> int:
+        """Tokens this round cost: prompt tokens actually evaluated plus tokens generated."""
+        return (self.prompt_tokens - self.cached_tokens) + self.completion_tokens
+
+    @property
+    def tokens_per_second(self) -> float:
+        """Generation speed; 0.0 when nothing was generated."""
+        if self.gen_seconds <= 0 or self.completion_tokens <= 1:
+            return 0.0
+        # The first token's time belongs to prompt evaluation, so count the ones after it.
+        return (self.completion_tokens - 1) / self.gen_seconds
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A policy's verdict after a round, with every number behind it (DESIGN §1.3/§1.4).
+
+    Numbers that do not apply to a policy are None; the UI shows them as "—".
+    """
+
+    round: int  # the round just finished (0-based)
+    action: Action
+    rule: str  # short name of the rule that fired, e.g. "cap", "gain<price", "fixed", "repeat"
+    reason: str  # one human sentence
+    policy: str  # the policy's spec, e.g. "markov", "fixed:3"
+    belief: float | None = None  # q_t = P(current answer correct | seen so far)
+    pi: float | None = None  # stationary accuracy b / (a + b)
+    lam: float | None = None  # 1 - a - b
+    expected_gain: float | None = None  # b - (a + b) q_t, gain in P(correct) of one more round
+    price: float | None = None  # κ: accuracy the user trades for one token
+    round_cost: float | None = None  # T: expected tokens of one more round
+    cap: int | None = None  # the hard cap on total rounds
+    override: Action | None = None  # set when a user forced the action in step-through
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def final_action(self) -> Action:
+        """The action actually taken: the user's override when there is one."""
+        return self.override if self.override is not None else self.action
+
+
+class Policy(Protocol):
+    """Decides, after each finished round, whether to run one more.
+
+    Policies are stateless: `decide` sees the whole history every time, so the same object
+    serves a live run, a replay and an offline what-if.
+    """
+
+    spec: str
+
+    def decide(self, history: Sequence[RoundRecord], max_rounds: int) -> Decision:
+        """Return the decision after the last round in `history` (never empty)."""
+        ...

@@ -1,0 +1,18 @@
+"""Open the backend a RunConfig asks for."""
+
+from __future__ import annotations
+
+from mstui.config import RunConfig
+from mstui.core.backend import Backend
+from mstui.engine.models import resolve_model
+
+
+def open_backend(config: RunConfig) -> Backend:
+    """Load the model in the calling thread (llama.cpp models stay on the thread that loaded them)."""
+    if config.backend == "llama":
+        from mstui.engine.llama_backend import LlamaBackend
+
+        path = resolve_model(config.model)
+        return LlamaBackend(path, n_ctx=config.ctx, n_gpu_layers=config.gpu_layers,
+                            logits_all=config.logprobs, seed=config.gen.seed)
+    raise ValueError(f"unknown backend {config.backend!r}; choose llama")

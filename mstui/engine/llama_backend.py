@@ -1,0 +1,256 @@
+"""In-process llama.cpp backend (llama-cpp-python): streaming, cancel, logprobs, prefix reuse."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import io
+import os
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from mstui.core.backend import (
+    BackendInfo,
+    ChatMessage,
+    GenSettings,
+    GenStats,
+    Piece,
+    PromptTooLong,
+)
+from mstui.engine.errors import ModelError
+from mstui.engine.gguf_info import GGUFInfo, available_memory_bytes, read_gguf_info
+
+DEFAULT_CTX = 4096
+_OFFLOAD_RE = re.compile(r"offloaded (\d+)/(\d+) layers to GPU")
+
+# llama.cpp logs through one process-wide callback. We keep its lines (instead of printing them
+# over the terminal UI) so the offload report can be read back from what llama.cpp itself said.
+_LOG_LINES: deque[str] = deque(maxlen=400)
+_LOG_CALLBACK: Any = None
+
+
+def _install_log_capture() -> None:
+    global _LOG_CALLBACK
+    if _LOG_CALLBACK is not None:
+        return
+    import llama_cpp
+
+    @llama_cpp.llama_log_callback  # type: ignore[misc]
+    def _capture(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        _LOG_LINES.append(text.decode("utf-8", errors="replace"))
+
+    _LOG_CALLBACK = _capture  # a reference, or ctypes frees the trampoline
+    llama_cpp.llama_log_set(_capture, ctypes.c_void_p(0))
+
+
+def gpu_offload_supported() -> bool:
+    """Whether this llama-cpp-python build can put layers on a GPU at all."""
+    import llama_cpp
+
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+class LlamaBackend:
+    """One llama.cpp model, used from the thread that loaded it (llama.cpp is not thread-safe)."""
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str],
+        *,
+        n_ctx: int | None = None,
+        n_gpu_layers: int = -1,
+        n_threads: int | None = None,
+        logits_all: bool = False,
+        seed: int = 0,
+    ) -> None:
+        self.gguf: GGUFInfo = read_gguf_info(model_path)
+        supported = gpu_offload_supported()
+        self._check_memory(supported and n_gpu_layers != 0)
+        ctx = n_ctx or min(self.gguf.context_length or DEFAULT_CTX, DEFAULT_CTX)
+        threads = n_threads or os.cpu_count() or 1
+        _install_log_capture()
+        _LOG_LINES.clear()
+        import llama_cpp
+
+        try:
+            # verbose=True keeps llama-cpp-python from redirecting fds 1/2 to /dev/null while it
+            # loads (that blanks a running terminal UI); its C logs go to our capture instead and
+            # its Python prints to a buffer.
+            with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+                self.llm = llama_cpp.Llama(
+                    model_path=str(self.gguf.path),
+                    n_ctx=ctx,
+                    n_gpu_layers=n_gpu_layers,
+                    n_threads=threads,
+                    n_threads_batch=threads,
+                    logits_all=logits_all,
+                    seed=seed,
+                    verbose=True,
+                )
+        except Exception as exc:
+            raise ModelError(f"llama.cpp could not load {self.gguf.path} ({exc}); check the file "
+                             "or try a smaller model / fewer --gpu-layers") from None
+        self.llm.verbose = False  # silence per-call prints ("prefix-match hit" etc.)
+        self.logits_all = logits_all
+        self._owner = threading.get_ident()
+        gpu_layers = self._offloaded_layers(supported)
+        self.info = BackendInfo(
+            backend="llama.cpp",
+            model=self.gguf.path.name,
+            context_length=self.llm.n_ctx(),
+            gpu_offload_supported=supported,
+            gpu_layers=gpu_layers,
+            total_layers=self.gguf.block_count + 1 if supported else self.gguf.block_count,
+            threads=threads,
+            details={
+                "architecture": self.gguf.architecture,
+                "quantization": self.gguf.quantization,
+                "logprobs": "on" if logits_all else "off",
+            },
+        )
+        self._formatter = self._make_chat_formatter()
+
+    def _check_memory(self, offloading: bool) -> None:
+        available = available_memory_bytes()
+        # Weights are memory-mapped, but they are all touched once per token: a model larger than
+        # free memory thrashes rather than fails. Refuse it up front (unless a GPU takes it).
+        if available is not None and not offloading and self.gguf.size_bytes > available:
+            raise ModelError(f"{self.gguf.path.name} needs {self.gguf.size_text} but only "
+                             f"{available / 1e9:.1f} GB of memory is free; pick a smaller "
+                             "quantization or free memory")
+
+    @staticmethod
+    def _offloaded_layers(supported: bool) -> int:
+        if not supported:
+            return 0
+        for line in _LOG_LINES:
+            match = _OFFLOAD_RE.search(line)
+            if match:
+                return int(match.group(1))
+        return 0
+
+    def _make_chat_formatter(self) -> Any:
+        template = self.llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            return None
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        def token_text(token_id: int) -> str:
+            if token_id < 0:
+                return ""
+            return self.llm._model.token_get_text(token_id)
+
+        return Jinja2ChatFormatter(
+            template=template,
+            eos_token=token_text(self.llm.token_eos()),
+            bos_token=token_text(self.llm.token_bos()),
+            add_generation_prompt=True,
+        )
+
+    def render_chat(self, messages: Sequence[ChatMessage]) -> str:
+        """Apply the GGUF's own chat template; a plain ChatML rendering when it has none."""
+        if self._formatter is None:
+            parts = [f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages]
+            return "".join(parts) + "<|im_start|>assistant\n"
+        prompt: str = self._formatter(messages=list(messages)).prompt
+        return prompt
+
+    def tokenize(self, text: str) -> list[int]:
+        """Tokens of a prompt exactly as create_completion makes them (BOS, special tokens)."""
+        if not text:
+            return [self.llm.token_bos()]
+        tokens: list[int] = self.llm.tokenize(text.encode("utf-8"), special=True)
+        return tokens
+
+    def cached_prefix(self, tokens: Sequence[int]) -> int:
+        """Prompt tokens llama.cpp will reuse from its KV cache (it re-evaluates at least one)."""
+        cached = self.llm._input_ids  # tokens currently in the KV cache
+        n = 0
+        for a, b in zip(cached, tokens[:-1], strict=False):
+            if a != b:
+                break
+            n += 1
+        return n
+
+    def stream(
+        self, prompt: str, settings: GenSettings, cancel: threading.Event
+    ) -> Iterator[Piece | GenStats]:
+        """Stream one completion; see Backend.stream."""
+        if threading.get_ident() != self._owner:
+            raise RuntimeError("LlamaBackend used from a thread other than the one that loaded it")
+        if settings.logprobs and not self.logits_all:
+            raise ValueError("log-probabilities need the model loaded with logits_all=True")
+        tokens = self.tokenize(prompt)
+        n_ctx = self.llm.n_ctx()
+        room = n_ctx - len(tokens)
+        if room < 1:
+            raise PromptTooLong(f"the prompt is {len(tokens)} tokens but the context window is "
+                                f"{n_ctx}; shorten the question or raise --ctx")
+        cached = self.cached_prefix(tokens)
+        sampled = 0
+
+        def stop_when_cancelled(_ids: Any, _logits: Any) -> bool:
+            nonlocal sampled
+            sampled += 1  # called once per sampled token, end-of-text included
+            return cancel.is_set()
+
+        import llama_cpp
+
+        started = time.perf_counter()
+        first: float | None = None
+        finish = "stop"
+        stream = self.llm.create_completion(
+            prompt,
+            max_tokens=min(settings.max_tokens, room),
+            temperature=settings.temperature,
+            top_p=settings.top_p,
+            seed=settings.seed,
+            stop=list(settings.stop) or None,
+            logprobs=1 if settings.logprobs else None,
+            stream=True,
+            stopping_criteria=llama_cpp.StoppingCriteriaList([stop_when_cancelled]),
+        )
+        for chunk in stream:
+            choice = chunk["choices"][0]
+            text = choice.get("text") or ""
+            if text:
+                if first is None:
+                    first = time.perf_counter()
+                logprob = None
+                lp = choice.get("logprobs")
+                if lp and lp.get("token_logprobs"):
+                    logprob = lp["token_logprobs"][0]
+                yield Piece(text, logprob)
+            if choice.get("finish_reason"):
+                finish = choice["finish_reason"]
+        ended = time.perf_counter()
+        first = first if first is not None else ended
+        if cancel.is_set():
+            finish = "cancelled"  # llama-cpp-python reports a stopping-criteria halt as "stop"
+        elif finish not in ("stop", "length"):
+            finish = "stop"
+        yield GenStats(
+            prompt_tokens=len(tokens),
+            completion_tokens=sampled,
+            cached_tokens=cached,
+            finish_reason=finish,  # type: ignore[arg-type]
+            prompt_seconds=first - started,
+            gen_seconds=ended - first,
+        )
+
+    def close(self) -> None:
+        """Free the model's memory now rather than at garbage collection."""
+        with contextlib.suppress(Exception):
+            self.llm.close()
+
+
+def load_llama(path: Path, *, logprobs: bool, n_ctx: int | None = None,
+               n_gpu_layers: int = -1, seed: int = 0) -> LlamaBackend:
+    """Load a model for the refinement loop (the caller's thread becomes its owner)."""
+    return LlamaBackend(path, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, logits_all=logprobs,
+                        seed=seed)

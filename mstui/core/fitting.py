@@ -1,0 +1,403 @@
+"""Fit the chain from labelled rounds (DESIGN §1.5): transition counts, Beta posteriors, checks.
+
+Inputs are plain arrays: question id, round index and correctness per round (any order). A
+transition is counted only between rounds t and t + 1 of the same question, so gaps (a missing
+round) break the chain instead of inventing a transition. Everything is vectorized with numpy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy import stats
+
+from mstui.core.markov import TwoStateChain
+
+IntArray = NDArray[np.int64]
+BoolArray = NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class ChainFit:
+    """A fitted chain for one scope, with posteriors, p0 spread, counts and flags.
+
+    a, b, p0 are posterior means; *_lo/*_hi their central 95% credible intervals. The spread of
+    p0(q) across questions is Beta(p0_alpha, p0_beta) when repeated round-0 samples of the same
+    question identify it, else None (one round-0 answer per question cannot separate "every
+    question is 60% hard" from "60% of questions are always solved"). Flags name anything the UI
+    should warn about: "no-transitions" (a and b are the prior only), "no-round-0",
+    "p0-spread-unidentified".
+    """
+
+    scope: str
+    a: float
+    b: float
+    a_lo: float
+    a_hi: float
+    b_lo: float
+    b_hi: float
+    p0: float
+    p0_lo: float
+    p0_hi: float
+    p0_alpha: float | None
+    p0_beta: float | None
+    n_cc: int
+    n_cw: int
+    n_wc: int
+    n_ww: int
+    n_questions: int
+    n_rounds: int
+    prior_alpha: float = 1.0
+    prior_beta: float = 1.0
+    flags: tuple[str, ...] = ()
+    created: str = ""
+
+    @property
+    def chain(self) -> TwoStateChain:
+        """The chain at the posterior means (never frozen: the prior keeps a, b > 0)."""
+        return TwoStateChain(self.a, self.b)
+
+    @property
+    def pi(self) -> float:
+        """Stationary accuracy of the posterior-mean chain."""
+        return self.b / (self.a + self.b)
+
+    @property
+    def lam(self) -> float:
+        """λ = 1 − a − b of the posterior-mean chain."""
+        return 1.0 - self.a - self.b
+
+    @property
+    def n_transitions(self) -> int:
+        """All counted transitions."""
+        return self.n_cc + self.n_cw + self.n_wc + self.n_ww
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict (flags as a list); inverse of from_dict."""
+        d = asdict(self)
+        d["flags"] = list(self.flags)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ChainFit:
+        """Rebuild from to_dict output; unknown keys are ignored so old rows keep loading."""
+        names = set(cls.__dataclass_fields__)
+        kw = {k: v for k, v in d.items() if k in names}
+        kw["flags"] = tuple(kw.get("flags", ()))
+        return cls(**kw)
+
+
+def _beta_post(
+    successes: int, failures: int, alpha: float, beta: float
+) -> tuple[float, float, float]:
+    """Mean and central 95% interval of Beta(successes + α, failures + β)."""
+    pa, pb = successes + alpha, failures + beta
+    lo, hi = stats.beta.ppf([0.025, 0.975], pa, pb)
+    return pa / (pa + pb), float(lo), float(hi)
+
+
+def _order(
+    qids: ArrayLike, rounds: ArrayLike, correct: ArrayLike
+) -> tuple[IntArray, IntArray, BoolArray]:
+    """Validate and sort rows by (question, round); question ids become integer codes."""
+    q = np.asarray(qids)
+    r = np.asarray(rounds)
+    c = np.asarray(correct)
+    if not (q.shape == r.shape == c.shape) or q.ndim != 1:
+        raise ValueError("question ids, rounds and correct must be 1-D arrays of the same length")
+    if c.dtype != np.bool_:
+        if c.size and not np.all(np.isin(c, (0, 1))):
+            raise ValueError(
+                "correct must hold booleans (or 0/1); a round without gold is not labelled"
+            )
+        c = c.astype(np.bool_)
+    if r.size and (r.dtype.kind not in "iu" or r.min() < 0):
+        raise ValueError("round indices must be integers >= 0")
+    qc = q.astype(np.int64) if q.dtype.kind in "iub" else np.unique(q, return_inverse=True)[1]
+    qc = np.asarray(qc, dtype=np.int64).ravel()
+    r64 = r.astype(np.int64)
+    # Traces usually arrive grouped and in round order; skip the sort (the hot cost) when so.
+    dq, dr = np.diff(qc), np.diff(r64)
+    if np.all((dq > 0) | ((dq == 0) & (dr > 0))):
+        return qc, r64, c
+    idx = np.lexsort((r64, qc))
+    return qc[idx], r64[idx], c[idx]
+
+
+def _links(q: IntArray, r: IntArray, lag: int) -> BoolArray:
+    """Mask over rows i where rows i..i+lag are consecutive rounds of one question."""
+    n = q.size - lag
+    if n <= 0:
+        return np.zeros(0, dtype=np.bool_)
+    return (q[lag:] == q[:n]) & (r[lag:] == r[:n] + lag)
+
+
+def count_transitions(qids: ArrayLike, rounds: ArrayLike, correct: ArrayLike) -> dict[str, int]:
+    """N_CC, N_CW, N_WC, N_WW over consecutive rounds of the same question."""
+    q, r, c = _order(qids, rounds, correct)
+    return _counts(q, r, c)
+
+
+def _counts(q: IntArray, r: IntArray, c: BoolArray) -> dict[str, int]:
+    m = _links(q, r, 1)
+    code = 2 * c[:-1][m].astype(np.int64) + c[1:][m].astype(np.int64)  # 0=WW 1=WC 2=CW 3=CC
+    n = np.bincount(code, minlength=4)
+    return {"n_ww": int(n[0]), "n_wc": int(n[1]), "n_cw": int(n[2]), "n_cc": int(n[3])}
+
+
+def p0_spread(k: ArrayLike, m: ArrayLike) -> tuple[float, float] | None:
+    """Method-of-moments Beta(α, β) for p0(q) from k_q correct of m_q round-0 answers per question.
+
+    Uses E[Σ m_q (k_q/m_q − p̂)²] = p(1 − p)[Q − 1 + ρ(M − Q − Σm²/M + 1)] with ρ = 1/(α + β + 1).
+    Returns None when every question has a single round-0 answer (ρ is not identified) or p̂ is
+    0 or 1; ρ is clipped to [1e-6, 1 − 1e-6] so α, β stay finite and positive.
+    """
+    kk = np.asarray(k, dtype=np.float64)
+    mm = np.asarray(m, dtype=np.float64)
+    keep = mm > 0
+    kk, mm = kk[keep], mm[keep]
+    if kk.size < 2:
+        return None
+    big_m, nq = float(mm.sum()), float(kk.size)
+    p = float(kk.sum()) / big_m
+    denom = big_m - nq - float((mm**2).sum()) / big_m + 1.0
+    if denom <= 1e-9 or p <= 0.0 or p >= 1.0:
+        return None
+    s = float((mm * (kk / mm - p) ** 2).sum())
+    rho = (s / (p * (1.0 - p)) - (nq - 1.0)) / denom
+    rho = min(max(rho, 1e-6), 1.0 - 1e-6)
+    total = 1.0 / rho - 1.0
+    return p * total, (1.0 - p) * total
+
+
+def fit_chain(
+    qids: ArrayLike,
+    rounds: ArrayLike,
+    correct: ArrayLike,
+    scope: str = "",
+    alpha: float = 1.0,
+    beta: float = 1.0,
+) -> ChainFit:
+    """Fit one scope: a ~ Beta(N_CW + α, N_CC + β), b ~ Beta(N_WC + α, N_WW + β), p̂0 from round 0.
+
+    p̂0 is the posterior mean of Beta(k + α, n − k + β) over all round-0 answers. A question id
+    may repeat across runs only if its rows are told apart by the caller (use "qid/run" keys),
+    since rounds are linked by (question, round index).
+    """
+    if not (alpha > 0 and beta > 0 and math.isfinite(alpha) and math.isfinite(beta)):
+        raise ValueError(f"prior α, β must be positive numbers, got {alpha!r}, {beta!r}")
+    q, r, c = _order(qids, rounds, correct)
+    counts = _counts(q, r, c)
+    a, a_lo, a_hi = _beta_post(counts["n_cw"], counts["n_cc"], alpha, beta)
+    b, b_lo, b_hi = _beta_post(counts["n_wc"], counts["n_ww"], alpha, beta)
+    zero = r == 0
+    n0, k0 = int(zero.sum()), int(c[zero].sum())
+    p0, p0_lo, p0_hi = _beta_post(k0, n0 - k0, alpha, beta)
+    flags: list[str] = []
+    if counts["n_cc"] + counts["n_cw"] + counts["n_wc"] + counts["n_ww"] == 0:
+        flags.append("no-transitions")
+    if n0 == 0:
+        flags.append("no-round-0")
+    # Several round-0 answers of one question (repeated runs keyed "qid/run" collapse here only
+    # if the caller passes the bare qid in `qids`); with one each, the spread is unidentified.
+    spread = None
+    if n0:
+        q0 = q[zero]
+        # q is sorted, so equal ids are adjacent: run ids number the questions without a sort.
+        inv = np.concatenate(([0], np.cumsum(q0[1:] != q0[:-1])))
+        spread = p0_spread(np.bincount(inv, weights=c[zero]), np.bincount(inv))
+    if spread is None:
+        flags.append("p0-spread-unidentified")
+    return ChainFit(
+        scope=scope,
+        a=a,
+        b=b,
+        a_lo=a_lo,
+        a_hi=a_hi,
+        b_lo=b_lo,
+        b_hi=b_hi,
+        p0=p0,
+        p0_lo=p0_lo,
+        p0_hi=p0_hi,
+        p0_alpha=None if spread is None else spread[0],
+        p0_beta=None if spread is None else spread[1],
+        n_questions=int(np.count_nonzero(q[1:] != q[:-1]) + 1) if q.size else 0,
+        n_rounds=int(q.size),
+        prior_alpha=float(alpha),
+        prior_beta=float(beta),
+        flags=tuple(flags),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        **counts,
+    )
+
+
+def fit_scopes(
+    qids: ArrayLike, rounds: ArrayLike, correct: ArrayLike, scopes: ArrayLike, **kw: float
+) -> dict[str, ChainFit]:
+    """One fit per distinct scope key (model × problem set × strategy [× level])."""
+    s = np.asarray(scopes).astype(str)
+    q, r, c = np.asarray(qids), np.asarray(rounds), np.asarray(correct)
+    return {
+        str(k): fit_chain(q[s == k], r[s == k], c[s == k], scope=str(k), **kw) for k in np.unique(s)
+    }
+
+
+def fit_pool(
+    correct: ArrayLike, scope: str = "", valid: ArrayLike | None = None, **kw: float
+) -> ChainFit:
+    """Fit from a pool matrix correct[Q, R] (rows = questions, columns = rounds 0..R−1)."""
+    c = np.asarray(correct, dtype=np.bool_)
+    if c.ndim != 2:
+        raise ValueError("a pool is a 2-D array correct[question, round]")
+    nq, nr = c.shape
+    qid = np.repeat(np.arange(nq, dtype=np.int64), nr)
+    rnd = np.tile(np.arange(nr, dtype=np.int64), nq)
+    keep = np.ones(c.size, np.bool_) if valid is None else np.asarray(valid, np.bool_).ravel()
+    return fit_chain(qid[keep], rnd[keep], c.ravel()[keep], scope=scope, **kw)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fit checks
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One goodness-of-fit test: statistic, degrees of freedom, p-value and details."""
+
+    name: str
+    statistic: float
+    df: int
+    p_value: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def passed(self, level: float = 0.05) -> bool:
+        """True when the test does not reject at `level`."""
+        return self.p_value >= level
+
+
+def wilson_interval(
+    k: ArrayLike, n: ArrayLike, z: float = 1.959964
+) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval for k successes in n trials (n = 0 gives [0, 1])."""
+    kk = np.asarray(k, dtype=np.float64)
+    nn = np.asarray(n, dtype=np.float64)
+    safe = np.maximum(nn, 1.0)
+    p = kk / safe
+    denom = 1.0 + z * z / safe
+    centre = (p + z * z / (2 * safe)) / denom
+    half = z * np.sqrt(p * (1 - p) / safe + z * z / (4 * safe * safe)) / denom
+    lo = np.where(nn > 0, np.clip(centre - half, 0.0, 1.0), 0.0)
+    hi = np.where(nn > 0, np.clip(centre + half, 0.0, 1.0), 1.0)
+    return lo, hi
+
+
+def _g_stat(obs: NDArray[np.float64]) -> tuple[float, int]:
+    """Likelihood-ratio G statistic of independence for a 2-D table, skipping empty rows/cols."""
+    t = obs[obs.sum(axis=1) > 0]
+    t = t[:, t.sum(axis=0) > 0]
+    if t.shape[0] < 2 or t.shape[1] < 2:
+        return 0.0, 0
+    exp = t.sum(axis=1, keepdims=True) * t.sum(axis=0, keepdims=True) / t.sum()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(t > 0, t * np.log(t / exp), 0.0)
+    return float(2.0 * terms.sum()), (t.shape[0] - 1) * (t.shape[1] - 1)
+
+
+def _result(name: str, g: float, df: int, details: dict[str, Any]) -> CheckResult:
+    if df == 0:
+        details["note"] = "not testable with these data"
+        return CheckResult(name, 0.0, 0, 1.0, details)
+    return CheckResult(name, g, df, float(stats.chi2.sf(g, df)), details)
+
+
+def accuracy_check(
+    qids: ArrayLike, rounds: ArrayLike, correct: ArrayLike, fit: ChainFit
+) -> CheckResult:
+    """Observed vs predicted accuracy per round (p_t = π + λ^t(p̂0 − π)) with Wilson intervals.
+
+    Statistic: Pearson χ² over rounds with data, df = rounds − 1 (approximate: p̂0 comes from round
+    0 and a, b from the same rows). Linear in p0, so per-question spread does not bias it.
+    """
+    _, r, c = _order(qids, rounds, correct)
+    if r.size == 0:
+        return _result("accuracy-by-round", 0.0, 0, {"rounds": []})
+    n = np.bincount(r)
+    k = np.bincount(r, weights=c.astype(np.float64))
+    t = np.nonzero(n)[0]
+    pred = np.asarray(fit.chain.accuracy(fit.p0, t), dtype=np.float64)
+    lo, hi = wilson_interval(k[t], n[t])
+    var = np.maximum(n[t] * pred * (1 - pred), 1e-12)
+    chi = float((((k[t] - n[t] * pred) ** 2) / var).sum())
+    rows = [
+        {
+            "round": int(ti),
+            "n": int(n[ti]),
+            "observed": float(k[ti] / n[ti]),
+            "lo": float(l_),
+            "hi": float(h_),
+            "predicted": float(p_),
+        }
+        for ti, l_, h_, p_ in zip(t, lo, hi, pred, strict=True)
+    ]
+    return _result("accuracy-by-round", chi, max(t.size - 1, 0), {"rounds": rows})
+
+
+def homogeneity_check(qids: ArrayLike, rounds: ArrayLike, correct: ArrayLike) -> CheckResult:
+    """Are a and b the same at every round? G-test of (round × next state), from C and from W."""
+    q, r, c = _order(qids, rounds, correct)
+    m = _links(q, r, 1)
+    t = r[:-1][m]
+    prev, nxt = c[:-1][m], c[1:][m]
+    g_total, df_total, details = 0.0, 0, {}
+    for name, state in (("from_correct", True), ("from_wrong", False)):
+        sel = prev == state
+        if t.size == 0:
+            continue
+        nt = int(t.max()) + 1
+        table = np.stack(
+            [np.bincount(t[sel & nxt], minlength=nt), np.bincount(t[sel & ~nxt], minlength=nt)],
+            axis=1,
+        ).astype(np.float64)
+        g, df = _g_stat(table)
+        g_total += g
+        df_total += df
+        details[name] = {
+            "statistic": g,
+            "df": df,
+            "to_correct": table[:, 0].tolist(),
+            "to_wrong": table[:, 1].tolist(),
+        }
+    return _result("time-homogeneity", g_total, df_total, details)
+
+
+def markov_check(qids: ArrayLike, rounds: ArrayLike, correct: ArrayLike) -> CheckResult:
+    """Does round t−2 matter? LR test of second- vs first-order transitions (df 2 with 2 states)."""
+    q, r, c = _order(qids, rounds, correct)
+    m = _links(q, r, 2)
+    x = c.astype(np.int64)
+    n = m.size
+    code = (4 * x[:n] + 2 * x[1 : n + 1] + x[2 : n + 2])[m]
+    tri = np.bincount(code, minlength=8).reshape(2, 2, 2).astype(np.float64)  # [t−2, t−1, t]
+    g_total, df_total, details = 0.0, 0, {}
+    for mid, name in ((1, "via_correct"), (0, "via_wrong")):
+        g, df = _g_stat(tri[:, mid, :])  # rows: state at t−2, cols: state at t
+        g_total += g
+        df_total += df
+        details[name] = {"statistic": g, "df": df, "counts": tri[:, mid, :].tolist()}
+    return _result("first-order-markov", g_total, df_total, details)
+
+
+def fit_checks(
+    qids: ArrayLike, rounds: ArrayLike, correct: ArrayLike, fit: ChainFit
+) -> list[CheckResult]:
+    """All three checks of §1.5, in display order."""
+    return [
+        accuracy_check(qids, rounds, correct, fit),
+        homogeneity_check(qids, rounds, correct),
+        markov_check(qids, rounds, correct),
+    ]

@@ -1,0 +1,216 @@
+"""Streaming export of runs to JSONL (one run per line, rounds nested) or CSV (one row per round),
+and re-import of a JSONL export."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal, TextIO
+
+from mstui.store import records
+from mstui.store.query import RUN_SELECT, run_dict, run_filter
+from mstui.store.schema import SCHEMA_VERSION
+from mstui.store.store import Store
+
+_BOOL_ROUND = ("correct", "obs_found", "obs_changed")
+_RUN_CSV = (
+    "id",
+    "uuid",
+    "started_at",
+    "finished_at",
+    "status",
+    "model",
+    "backend",
+    "problem_set",
+    "problem_id",
+    "level",
+    "question",
+    "gold",
+    "strategy",
+    "policy",
+    "max_rounds",
+    "fit_id",
+    "sweep",
+    "final_round",
+    "final_answer",
+    "final_correct",
+    "n_rounds",
+    "total_tokens",
+    "error",
+)
+_ROUND_CSV = (
+    "idx",
+    "prompt",
+    "response",
+    "answer",
+    "answer_text",
+    "extraction_rule",
+    "correct",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "finish_reason",
+    "prompt_seconds",
+    "gen_seconds",
+    "obs_found",
+    "obs_changed",
+    "obs_agreement",
+    "obs_logprob",
+    "error",
+    "created_at",
+)
+_DECISION_CSV = (
+    "action",
+    "rule",
+    "reason",
+    "policy",
+    "belief",
+    "pi",
+    "lam",
+    "expected_gain",
+    "price",
+    "round_cost",
+    "cap",
+    "override",
+    "extra",
+)
+
+
+def _rows(cur: sqlite3.Cursor) -> Iterator[dict[str, Any]]:
+    keys = [d[0] for d in cur.description]
+    while batch := cur.fetchmany(1000):
+        for row in batch:
+            yield dict(zip(keys, row, strict=True))
+
+
+def _round_obj(row: dict[str, Any]) -> dict[str, Any]:
+    row = {k: v for k, v in row.items() if k not in ("id", "run_id")}
+    for k in _BOOL_ROUND:
+        if row.get(k) is not None:
+            row[k] = bool(row[k])
+    return row
+
+
+def _decision_obj(row: dict[str, Any]) -> dict[str, Any]:
+    row = {k: v for k, v in row.items() if k not in ("id", "run_id")}
+    row["extra"] = records.loads_json(row.get("extra")) or {}
+    return row
+
+
+def export_runs(store: Store, fmt: Literal["jsonl", "csv"], out: TextIO, **filters: Any) -> int:
+    """Write the runs matching list_runs filters, oldest first; returns runs (JSONL) or rows (CSV).
+
+    Streams: three cursors (runs, rounds, decisions) in run order are merged, so memory stays
+    flat however many runs there are.
+    """
+    where, params = run_filter(**filters)
+    with store.reader() as db:
+        if fmt == "csv":
+            return _export_csv(db.conn, where, params, out)
+        if fmt != "jsonl":
+            raise ValueError(f"export format must be 'jsonl' or 'csv', not {fmt!r}")
+        conn = db.conn
+        runs = _rows(
+            conn.execute(f"SELECT {RUN_SELECT} FROM runs WHERE {where} ORDER BY runs.id", params)
+        )
+        rounds = _rows(
+            conn.execute(
+                f"SELECT rounds.* FROM rounds JOIN runs ON runs.id = rounds.run_id WHERE {where} "
+                "ORDER BY rounds.run_id, rounds.idx",
+                params,
+            )
+        )
+        decisions = _rows(
+            conn.execute(
+                f"SELECT decisions.* FROM decisions JOIN runs ON runs.id = decisions.run_id "
+                f"WHERE {where} ORDER BY decisions.run_id, decisions.round",
+                params,
+            )
+        )
+        next_round, next_decision = next(rounds, None), next(decisions, None)
+        n = 0
+        for run in runs:
+            obj = run_dict(run)
+            obj["schema"] = SCHEMA_VERSION
+            obj["rounds"], obj["decisions"] = [], []
+            while next_round is not None and next_round["run_id"] == run["id"]:
+                obj["rounds"].append(_round_obj(next_round))
+                next_round = next(rounds, None)
+            while next_decision is not None and next_decision["run_id"] == run["id"]:
+                obj["decisions"].append(_decision_obj(next_decision))
+                next_decision = next(decisions, None)
+            out.write(json.dumps(obj, ensure_ascii=False) + "\n")
+            n += 1
+        return n
+
+
+def _export_csv(conn: sqlite3.Connection, where: str, params: list[Any], out: TextIO) -> int:
+    cols = (
+        [f"runs.{c} AS run_{c}" for c in _RUN_CSV]
+        + [f"r.{c} AS {'round' if c == 'idx' else 'round_' + c}" for c in _ROUND_CSV]
+        + [f"d.{c} AS decision_{c}" for c in _DECISION_CSV]
+    )
+    cur = conn.execute(
+        f"SELECT {', '.join(cols)} FROM runs JOIN rounds r ON r.run_id = runs.id "
+        "LEFT JOIN decisions d ON d.run_id = r.run_id AND d.round = r.idx "
+        f"WHERE {where} ORDER BY runs.id, r.idx",
+        params,
+    )
+    writer = csv.writer(out)
+    writer.writerow([d[0] for d in cur.description])
+    n = 0
+    while batch := cur.fetchmany(1000):
+        writer.writerows(batch)
+        n += len(batch)
+    return n
+
+
+def import_jsonl(store: Store, path: str | Path) -> tuple[int, int]:
+    """Re-import a JSONL export; returns (imported, skipped). A run already present (same uuid)
+    is skipped, so importing a file twice, or into the database it came from, adds nothing."""
+    imported = skipped = 0
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{lineno}: not JSON ({exc.msg})") from exc
+            if _import_run(store, obj):
+                imported += 1
+            else:
+                skipped += 1
+    return imported, skipped
+
+
+def _import_run(store: Store, obj: dict[str, Any]) -> bool:
+    run = {k: obj.get(k) for k in _RUN_CSV if k != "id"}
+    run["settings"] = json.dumps(obj.get("settings") or {})
+    run["final_answer_text"] = obj.get("final_answer_text")
+    if run["final_correct"] is not None:
+        run["final_correct"] = int(run["final_correct"])
+    # A snapshot taken mid-run has no writer here to finish it.
+    if run["status"] == "running":
+        run["status"] = "interrupted"
+    with store._write() as db:
+        if db.execute("SELECT 1 FROM runs WHERE uuid = ?", [run["uuid"]]).fetchone():
+            return False
+        run_id = db.table("runs").insert(run).last_pk
+        rounds = [dict(r, run_id=run_id) for r in obj.get("rounds", [])]
+        for r in rounds:
+            for k in _BOOL_ROUND:
+                if r.get(k) is not None:
+                    r[k] = int(r[k])
+        decisions = [
+            dict(d, run_id=run_id, extra=json.dumps(d["extra"]) if d.get("extra") else None)
+            for d in obj.get("decisions", [])
+        ]
+        if rounds:
+            db.table("rounds").insert_all(rounds)
+        if decisions:
+            db.table("decisions").insert_all(decisions)
+    return True

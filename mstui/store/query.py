@@ -1,0 +1,140 @@
+"""Query helpers shared by the Store and the exporter: run filters, FTS quoting, row shaping."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from mstui.store import records
+
+RUN_STATUSES = ("running", "finished", "interrupted", "cancelled", "failed")
+UNSCORED = "('cancelled', 'error')"  # rounds that never produced an answer to label
+# Columns callers see; the writer_* bookkeeping stays internal.
+RUN_COLUMNS = (
+    "id",
+    "uuid",
+    "started_at",
+    "finished_at",
+    "status",
+    "model",
+    "backend",
+    "problem_set",
+    "problem_id",
+    "level",
+    "question",
+    "gold",
+    "strategy",
+    "policy",
+    "max_rounds",
+    "fit_id",
+    "sweep",
+    "settings",
+    "final_round",
+    "final_answer",
+    "final_answer_text",
+    "final_correct",
+    "n_rounds",
+    "total_tokens",
+    "error",
+)
+RUN_SELECT = ", ".join(f"runs.{c}" for c in RUN_COLUMNS)
+
+
+def default_db_path() -> Path:
+    """$MSTUI_DB when set, else ./traces.db (the CLI's --db overrides both)."""
+    return Path(os.environ.get("MSTUI_DB") or "traces.db")
+
+
+class LabelledRound(NamedTuple):
+    """One labelled round as the fitter streams it (ordered by run, then round)."""
+
+    problem: str  # problem id, or the question text for ad-hoc questions
+    run_id: int
+    round: int
+    correct: bool
+    found: bool
+    changed: bool | None
+    agreement: float | None
+    logprob: float | None
+    level: int | None
+
+
+def run_dict(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A runs row as callers want it: JSON parsed, 0/1 as bool."""
+    d = dict(row)
+    d["settings"] = records.loads_json(d.get("settings")) or {}
+    if d.get("final_correct") is not None:
+        d["final_correct"] = bool(d["final_correct"])
+    return d
+
+
+def run_filter(
+    *,
+    model: str | None = None,
+    problem_set: str | None = None,
+    policy: str | None = None,
+    strategy: str | None = None,
+    status: str | None = None,
+    correct: bool | None = None,
+    since: datetime | str | None = None,
+    until: datetime | str | None = None,
+    search: str | None = None,
+    problem_id: str | None = None,
+    sweep: str | None = None,
+) -> tuple[str, list[Any]]:
+    """A WHERE clause over `runs` (always valid SQL, '1' when unfiltered) and its parameters."""
+    where: list[str] = []
+    params: list[Any] = []
+    for column, value in (
+        ("model", model),
+        ("problem_set", problem_set),
+        ("policy", policy),
+        ("strategy", strategy),
+        ("status", status),
+        ("problem_id", problem_id),
+        ("sweep", sweep),
+    ):
+        if value is not None:
+            where.append(f"runs.{column} = ?")
+            params.append(value)
+    if correct is not None:
+        where.append("runs.final_correct = ?")
+        params.append(int(correct))
+    if since is not None:
+        where.append("runs.started_at >= ?")
+        params.append(records.as_time(since))
+    if until is not None:
+        where.append("runs.started_at < ?")
+        params.append(records.as_time(until))
+    if search:
+        where.append(
+            "runs.id IN (SELECT rounds.run_id FROM rounds_fts "
+            "JOIN rounds ON rounds.id = rounds_fts.rowid WHERE rounds_fts MATCH ?)"
+        )
+        params.append(fts_query(search))
+    return (" AND ".join(where) or "1"), params
+
+
+def fts_query(text: str) -> str:
+    """Quote each word, so user text such as `x+y` or `"3` is searched, not parsed as FTS syntax."""
+    return " ".join('"' + w.replace('"', '""') + '"' for w in text.split())
+
+
+def problem_row(p: Any, problem_set: str | None) -> dict[str, Any]:
+    get = p.get if isinstance(p, Mapping) else (lambda k, d=None: getattr(p, k, d))
+    pset = problem_set or get("problem_set") or get("source")
+    if pset is None or get("id") is None:
+        raise ValueError("a problem needs an id and a problem set (pass problem_set=)")
+    gold = get("answer")
+    gold = get("gold") if gold is None else gold
+    return {
+        "problem_set": pset,
+        "id": str(get("id")),
+        "question": get("question"),
+        "gold": None if gold is None else str(gold),
+        "level": get("level"),
+        "source": get("source"),
+    }

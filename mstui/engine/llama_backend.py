@@ -192,11 +192,12 @@ class LlamaBackend:
             raise PromptTooLong(f"the prompt is {len(tokens)} tokens but the context window is "
                                 f"{n_ctx}; shorten the question or raise --ctx")
         cached = self.cached_prefix(tokens)
-        sampled = 0
+        seen_lengths: set[int] = set()
 
-        def stop_when_cancelled(_ids: Any, _logits: Any) -> bool:
-            nonlocal sampled
-            sampled += 1  # called once per sampled token, end-of-text included
+        def stop_when_cancelled(ids: Any, _logits: Any) -> bool:
+            # Called once per sampled token (end-of-text included) with the ids before it, and
+            # once more after the loop with a length already seen: distinct lengths = samples.
+            seen_lengths.add(len(ids))
             return cancel.is_set()
 
         import llama_cpp
@@ -236,7 +237,7 @@ class LlamaBackend:
             finish = "stop"
         yield GenStats(
             prompt_tokens=len(tokens),
-            completion_tokens=sampled,
+            completion_tokens=len(seen_lengths),
             cached_tokens=cached,
             finish_reason=finish,  # type: ignore[arg-type]
             prompt_seconds=first - started,

@@ -38,8 +38,15 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                    help="layers to offload to the GPU; -1 = all (default), 0 = CPU only")
 
 
+def add_db_option(p: argparse.ArgumentParser) -> None:
+    """--db, with the MSTUI_DB environment variable as its default."""
+    p.add_argument("--db", metavar="PATH", default=None,
+                   help="trace database (default: $MSTUI_DB, else ./traces.db)")
+
+
 def add_run_options(p: argparse.ArgumentParser, *, default_rounds: int = 4) -> None:
     """Options of one refinement run (run, sweep and the TUI share them)."""
+    add_db_option(p)
     add_model_options(p)
     g = p.add_argument_group("refinement")
     g.add_argument("--strategy", choices=STRATEGIES, default="reanswer",
@@ -53,7 +60,8 @@ def add_run_options(p: argparse.ArgumentParser, *, default_rounds: int = 4) -> N
                    help="markov policy: accuracy you would trade for one token (default 0: "
                         "continue whenever one more round is expected to help)")
     g.add_argument("--max-rounds", type=int, default=default_rounds, metavar="N",
-                   help=f"cap on total rounds, the first answer included (default {default_rounds})")
+                   help="cap on total rounds, the first answer included "
+                        f"(default {default_rounds})")
     s = p.add_argument_group("sampling")
     s.add_argument("--max-tokens", type=int, default=256, metavar="N",
                    help="tokens generated per round at most (default 256)")
@@ -107,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the correct answer, to mark each round right or wrong")
     run.add_argument("--json", action="store_true",
                      help="print one JSON object per round instead of streaming text")
+    run.add_argument("--no-store", action="store_true",
+                     help="do not record the run in the trace database")
     add_run_options(run)
     run.set_defaults(handler=cmd_run)
 

@@ -18,7 +18,10 @@ from mstui.core.loop import (
     run_refinement,
 )
 from mstui.core.types import Decision, RoundRecord
-from mstui.runner import build_run
+from mstui.engine.models import resolve_model
+from mstui.runner import build_run, needs_fit
+from mstui.session import RunRecorder, find_fit
+from mstui.store import Store, default_db_path
 
 
 def round_json(record: RoundRecord, decision: Decision | None) -> dict[str, object]:
@@ -58,16 +61,31 @@ def cmd_run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     if not question:
         raise ValueError("--question is empty; give the question text")
     config = config_from_args(args)
-    run = build_run(config, gold=args.gold)
+    store = None if args.no_store else open_store(args.db)
+    found = None
+    if store is not None and needs_fit(config.policy_spec):
+        found = find_fit(store, resolve_model(config.model).name, config.strategy, None)
+    run = build_run(config, gold=args.gold, fit=found.fit if found else None,
+                    obs_model=found.obs_model if found else None)
     if not args.json:
         print(f"model: {run.backend.info.model} · {run.backend.info.offload_text} · "
               f"strategy {config.strategy} · policy {run.policy.spec}", file=out)
+        if found is not None:
+            print(f"fit #{found.id} from {found.scope['problem_set']}: "
+                  f"a={found.fit.a:.3f} b={found.fit.b:.3f} p0={found.fit.p0:.3f}", file=out)
+    recorder = None
+    if store is not None:
+        recorder = RunRecorder(store, config, run.backend, question=question, gold=args.gold,
+                               problem_set="adhoc", fit_id=found.id if found else None,
+                               policy=run.policy.spec)
     cancel = threading.Event()
     pending: RoundRecord | None = None
     failed = None
     for event in run_refinement(question, backend=run.backend, prompter=run.prompter,
                                 policy=run.policy, max_rounds=config.max_rounds,
                                 settings=config.gen, gold=args.gold, cancel=cancel):
+        if recorder is not None:
+            recorder.handle(event)
         if isinstance(event, RoundStarted) and not args.json:
             print(f"\n── round {event.index} ──", file=out)
         elif isinstance(event, TokenStreamed) and not args.json:
@@ -85,10 +103,17 @@ def cmd_run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         elif isinstance(event, RunFinished) and not args.json:
             print(f"\nfinal answer: {event.final_answer} after {len(event.rounds)} round(s)"
                   + (f" ({'correct' if event.final_correct else 'wrong'})"
-                     if event.final_correct is not None else ""), file=out)
+                     if event.final_correct is not None else "")
+                  + (f" · stored as run {recorder.run_id} in {store.path}" if recorder and store
+                     else ""), file=out)
     if failed is not None and failed.finish_reason == "error":
         raise ValueError(failed.error or "the round failed")
     return 0
+
+
+def open_store(db: str | None) -> Store:
+    """The trace store at --db, $MSTUI_DB or ./traces.db."""
+    return Store(db or default_db_path())
 
 
 def _report(record: RoundRecord, decision: Decision, as_json: bool, out: TextIO) -> None:

@@ -1,0 +1,85 @@
+"""Glue between a run and the trace store: find the fit a run uses, persist its events."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from mstui.config import RunConfig
+from mstui.core.backend import Backend
+from mstui.core.belief import ObservationModel
+from mstui.core.fitting import ChainFit
+from mstui.core.loop import DecisionMade, Event, RoundFinished, RunFinished
+from mstui.store import Store
+
+STATUS_OF_REASON = {"policy": "finished", "cancelled": "cancelled", "error": "failed"}
+
+
+@dataclasses.dataclass(frozen=True)
+class FoundFit:
+    """A stored fit ready for the policies, with where it came from (shown to the user)."""
+
+    id: int
+    fit: ChainFit
+    obs_model: ObservationModel | None
+    scope: dict[str, Any]
+    exact: bool  # False when it was fitted on another problem set of the same model/strategy
+
+
+def find_fit(store: Store, model: str, strategy: str, problem_set: str | None) -> FoundFit | None:
+    """The newest fit for (model, problem set, strategy); else the newest for the model/strategy."""
+    candidates = [f for f in store.fits()
+                  if f.get("model") == model and f.get("strategy") == strategy
+                  and f.get("level") is None]
+    if not candidates:
+        return None
+    exact = [f for f in candidates if f.get("problem_set") == problem_set]
+    chosen = (exact or candidates)[0]  # fits() is newest first
+    data = store.get_fit(int(chosen["id"]))
+    obs = data.get("obs_model")
+    return FoundFit(
+        id=int(chosen["id"]),
+        fit=ChainFit.from_dict(data),
+        obs_model=ObservationModel.from_dict(obs) if obs else None,
+        scope={"model": model, "problem_set": chosen.get("problem_set"), "strategy": strategy},
+        exact=bool(exact),
+    )
+
+
+class RunRecorder:
+    """Writes one run as it happens: the run row at start, each round and decision as they end.
+
+    A round is committed as soon as it finishes, before its decision, so a step-mode pause or a
+    kill while the user thinks never loses it.
+    """
+
+    def __init__(self, store: Store, config: RunConfig, backend: Backend, *, question: str,
+                 gold: str | None, problem_set: str | None = None, problem_id: str | None = None,
+                 level: int | None = None, fit_id: int | None = None, policy: str | None = None,
+                 sweep: str | None = None) -> None:
+        self.store = store
+        info = backend.info
+        store.upsert_model(info.model, backend=info.backend, architecture=info.details.get(
+            "architecture"), quantization=info.details.get("quantization"))
+        settings = dataclasses.asdict(config.gen) | {"prompt_format": config.prompt_format,
+                                                      "price": config.price, "ctx": config.ctx,
+                                                      "offload": info.offload_text}
+        self.run_id = store.start_run(
+            question=question, gold=gold, max_rounds=config.max_rounds, model=info.model,
+            backend=info.backend, problem_set=problem_set, problem_id=problem_id, level=level,
+            strategy=config.strategy, policy=policy or config.policy_spec, fit_id=fit_id,
+            settings=settings, sweep=sweep)
+
+    def handle(self, event: Event) -> None:
+        """Persist what an event finished; other events are ignored."""
+        if isinstance(event, RoundFinished):
+            self.store.add_round(self.run_id, event.record)
+        elif isinstance(event, DecisionMade):
+            self.store.add_decision(self.run_id, event.decision)
+        elif isinstance(event, RunFinished):
+            self.store.finish_run(self.run_id, STATUS_OF_REASON.get(event.reason, "finished"),
+                                  error=event.error)
+
+    def override(self, round_index: int, action: str) -> None:
+        """Record a user's forced continue/stop on an already stored decision."""
+        self.store.set_override(self.run_id, round_index, action)  # type: ignore[arg-type]

@@ -1,0 +1,275 @@
+"""Answer extraction, normalization, matching and answer-span logprobs."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from mstui.core.answers import (
+    Extraction,
+    answers_match,
+    extract_answer,
+    normalize_answer,
+    span_logprob,
+)
+
+
+def check(response: str, answer: str | None, text: str | None, rule: str) -> Extraction:
+    got = extract_answer(response)
+    assert (got.answer, got.text, got.rule) == (answer, text, rule)
+    if text is None:
+        assert (got.start, got.end) == (-1, -1)
+    else:
+        # The span always points at exactly the text shown to the user.
+        assert response[got.start : got.end] == text
+    return got
+
+
+# --- \boxed{} -------------------------------------------------------------------------------
+
+
+def test_boxed_nested_fraction() -> None:
+    check(r"So the result is \boxed{\frac{1}{2}}.", "0.5", r"\frac{1}{2}", "boxed")
+
+
+def test_boxed_inner_group_braces() -> None:
+    check(r"\boxed{ {3} }", "3", " {3} ", "boxed")
+
+
+def test_boxed_last_wins() -> None:
+    got = check(r"First \boxed{12}, then \boxed{15}. Finally \boxed{18}", "18", "18", "boxed")
+    assert got.start == 50
+
+
+def test_boxed_unterminated_falls_back_to_earlier_box() -> None:
+    check(r"\boxed{5} but wait \boxed{7", "5", "5", "boxed")
+
+
+def test_boxed_only_unterminated_falls_through() -> None:
+    check(r"We get 41. \boxed{42", "42", "42", "last-number")
+    check(r"\boxed{\frac{1}{2} so the answer is 9", "9", "9", "answer-is")
+
+
+def test_boxed_empty_is_no_answer() -> None:
+    check(r"\boxed{}", None, None, "none")
+    check(r"\boxed{6} then \boxed{ }", "6", "6", "boxed")
+
+
+def test_boxed_escaped_braces_do_not_count() -> None:
+    check(r"\boxed{\{1,2\}}", r"\{1,2\}", r"\{1,2\}", "boxed")
+
+
+def test_boxed_space_before_brace_and_unit() -> None:
+    check(r"\boxed {1,248 \text{ dollars}}", "1248", r"1,248 \text{ dollars}", "boxed")
+
+
+def test_boxed_beats_answer_is() -> None:
+    check(r"\boxed{4}. The answer is 5.", "4", "4", "boxed")
+
+
+def test_stray_closing_braces_before_box() -> None:
+    check(r"}} {\boxed{-3}} }", "-3", "-3", "boxed")
+
+
+# --- "the answer is" ------------------------------------------------------------------------
+
+
+def test_answer_is_currency_commas_trailing_zeros() -> None:
+    check("The answer is $1,248.00.", "1248", "$1,248.00", "answer-is")
+
+
+def test_answer_is_bold_and_case() -> None:
+    check("so THE ANSWER IS **72**.\nThanks", "72", "72", "answer-is")
+
+
+def test_answer_is_last_occurrence_and_clause_end() -> None:
+    check("The answer is 5. No, the answer is 12, which is more", "12", "12", "answer-is")
+
+
+def test_answer_is_colon_inline_math() -> None:
+    check(r"The final answer is: $\frac{3}{4}$.", "0.75", r"\frac{3}{4}", "answer-is")
+
+
+def test_answer_is_decimal_is_not_a_sentence_end() -> None:
+    check("The answer is 3.5 apples. Then 9", "3.5", "3.5 apples", "answer-is")
+
+
+def test_answer_is_empty_falls_through() -> None:
+    check("We found 7 so the answer is\n", "7", "7", "last-number")
+
+
+def test_answer_is_text_answer() -> None:
+    check("The answer is New  York.", "new york", "New  York", "answer-is")
+
+
+# --- "####" ---------------------------------------------------------------------------------
+
+
+def test_gsm8k_hashes() -> None:
+    check("She has 8*9 = 72 eggs.\n#### 72", "72", "72", "hashes")
+
+
+def test_hashes_with_commas_and_trailing_text() -> None:
+    check("#### 1,000\nand then #### $2,500.50 \n", "2500.5", "$2,500.50", "hashes")
+
+
+# --- last number ----------------------------------------------------------------------------
+
+
+def test_last_number_commas() -> None:
+    check("I count 1,234,567 grains", "1234567", "1,234,567", "last-number")
+
+
+def test_last_number_negative_and_unicode_minus() -> None:
+    check("Temperature went from 3 to -7", "-7", "-7", "last-number")
+    check("x = −12 here", "-12", "−12", "last-number")
+
+
+def test_last_number_range_hyphen_is_not_minus() -> None:
+    check("It costs 5-7 dollars", "7", "7", "last-number")
+
+
+def test_last_number_list_and_decimal_and_fraction() -> None:
+    check("values 1,2,3", "3", "3", "last-number")
+    check("half is 0.50.", "0.5", "0.50", "last-number")
+    check("take 3/4 of it", "0.75", "3/4", "last-number")
+
+
+def test_no_answer_and_empty() -> None:
+    check("I don't know.", None, None, "none")
+    check("", None, None, "none")
+    assert extract_answer("") == Extraction(None, None, "none", -1, -1)
+
+
+# --- performance ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        "Let me think step by step. 12 + 30 = 42, so 1,234 apples. " * 3500,
+        ("\\boxed{\\frac{1}{2}} and {x} " * 8000) + "The answer is 9",
+        "\\boxed{" * 28000,
+        "the answer is " * 14000,
+        "#### \n" * 33000,
+        "1" * 200_000,
+        "- " * 100_000,
+    ],
+    ids=["prose", "many-boxes", "unterminated", "answer-is", "hashes", "digits", "minuses"],
+)
+def test_200kb_response_is_fast(response: str) -> None:
+    assert len(response) >= 195_000
+    timings = []
+    for _ in range(3):  # best of three, so a busy test machine does not flake
+        started = time.perf_counter()
+        extract_answer(response)
+        timings.append(time.perf_counter() - started)
+    assert min(timings) < 0.05
+
+
+# --- normalize_answer -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("1,248", "1248"),
+        ("$12", "12"),
+        ("12 dollars", "12"),
+        ("12 apples", "12"),
+        ("12%", "12"),
+        ("10\\%", "10"),
+        ("5 miles per hour", "5"),
+        ("12.50", "12.5"),
+        ("3.0", "3"),
+        ("12.", "12"),
+        (".5", "0.5"),
+        ("+5", "5"),
+        ("-7", "-7"),
+        ("−7", "-7"),
+        ("-0", "0"),
+        ("1/2", "0.5"),
+        ("\\frac{1}{2}", "0.5"),
+        ("\\dfrac12", "0.5"),
+        ("\\tfrac{3}{6}", "0.5"),
+        ("-\\frac{3}{6}", "-0.5"),
+        ("\\frac{-3}{6}", "-0.5"),
+        ("4/2", "2"),
+        ("2/3", "2/3"),
+        ("6/9", "2/3"),
+        ("\\frac{4}{6}", "2/3"),
+        ("0.125", "0.125"),
+        ("\\text{ 5 }", "5"),
+        ("\\$5", "5"),
+        ("$5$", "5"),
+        ("1\\,000", "1000"),
+        ("**42**", "42"),
+        ("x = 5", "5"),
+        ("90^\\circ", "90"),
+        ("\\boxed{7}", "7"),
+        ("{ {3} }", "3"),
+        ("New  York", "new york"),
+        ("x + 1", "x+1"),
+        ("5i", "5i"),
+        ("1/0", "1/0"),
+        ("\\frac{x}{2}", "\\frac{x}{2}"),
+        ("", None),
+        ("   ", None),
+        (".", None),
+        ("$", None),
+    ],
+)
+def test_normalize(raw: str, expected: str | None) -> None:
+    assert normalize_answer(raw) == expected
+
+
+def test_normalize_huge_number_is_kept_as_text() -> None:
+    digits = "9" * 5000  # past Python's int-string limit; must not raise
+    assert normalize_answer(digits) == digits
+
+
+def test_answers_match() -> None:
+    assert answers_match("$1,248.00", "1248")
+    assert answers_match("0.5", "1/2")
+    assert answers_match("\\frac{2}{4}", "0.50")
+    assert answers_match("12%", "12")
+    assert answers_match("−7", "-7")
+    assert not answers_match("7", "-7")
+    assert not answers_match("1/3", "0.333")
+    assert not answers_match(None, "5")
+    assert not answers_match("", "")
+    assert not answers_match("5", "")
+
+
+# --- span_logprob ---------------------------------------------------------------------------
+
+
+PIECES: list[tuple[str, float | None]] = [
+    ("The", -0.5),
+    (" answer", -1.0),
+    (" is", -2.0),
+    (" 1", -3.0),
+    ("2", None),
+    ("48", -5.0),
+    (".", -6.0),
+]
+
+
+def test_span_logprob_overlapping_tokens() -> None:
+    response = "".join(text for text, _ in PIECES)
+    got = extract_answer(response)
+    assert (got.text, got.start, got.end) == ("1248", 14, 18)
+    # " 1", "2" (no logprob, ignored) and "48" overlap characters 14..18.
+    assert span_logprob(PIECES, got.start, got.end) == pytest.approx(-4.0)
+
+
+def test_span_logprob_partial_overlap_and_edges() -> None:
+    assert span_logprob(PIECES, 0, 1) == pytest.approx(-0.5)
+    assert span_logprob(PIECES, 2, 4) == pytest.approx(-0.75)  # "e" of The, " " of answer
+    assert span_logprob(PIECES, 15, 16) is None  # only the token without a logprob
+    assert span_logprob(PIECES, 5, 5) is None
+    assert span_logprob(PIECES, -1, -1) is None
+    assert span_logprob(PIECES, 100, 200) is None
+    assert span_logprob([], 0, 3) is None
+    assert span_logprob([("", -1.0), ("ab", -2.0)], 0, 1) == pytest.approx(-2.0)

@@ -20,17 +20,19 @@ CHATML = (
 def _vocab() -> tuple[list[str], list[float], list[int]]:
     tokens = ["<unk>", "<s>", "</s>"]
     types = [UNKNOWN, CONTROL, CONTROL]
-    tokens += [f"<0x{b:02X}>" for b in range(256)]  # byte fallback: every text tokenizes
-    types += [BYTE] * 256
+    # Byte fallback for ASCII only: every ASCII text tokenizes, and the random model can never
+    # emit half a UTF-8 character (llama-cpp-python holds such bytes back from the stream).
+    tokens += [f"<0x{b:02X}>" for b in range(128)]
+    types += [BYTE] * 128
     pieces = ["\u2581"] + [c for c in string.ascii_letters + string.digits + string.punctuation]
     pieces += ["\u2581" + w for w in ("The", "answer", "is", "Question", "Answer", "the", "of")]
     tokens += pieces
     types += [NORMAL] * len(pieces)
-    scores = [0.0] * 259 + [-float(i) for i in range(len(pieces))]
+    scores = [0.0] * (3 + 128) + [-float(i) for i in range(len(pieces))]
     return tokens, scores, types
 
 
-def write_tiny_llama(path: Path, *, seed: int = 0, n_ctx: int = 512, n_embd: int = 64,
+def write_tiny_llama(path: Path, *, seed: int = 0, n_ctx: int = 2048, n_embd: int = 64,
                      n_layer: int = 2, n_head: int = 4, n_ff: int = 128,
                      chat_template: str | None = CHATML) -> Path:
     """A 2-layer llama with random weights: output is noise, but every code path is real."""

@@ -168,14 +168,21 @@ class LlamaBackend:
         return tokens
 
     def cached_prefix(self, tokens: Sequence[int]) -> int:
-        """Prompt tokens llama.cpp will reuse from its KV cache (it re-evaluates at least one)."""
+        """Prompt tokens llama.cpp will reuse from its KV cache, by its own rule (0.3.x).
+
+        It keeps the longest common prefix with what is cached; when the whole prompt matches it
+        still replays the last token to refresh the logits, unless the cache ends exactly there.
+        """
         cached = self.llm._input_ids  # tokens currently in the KV cache
-        n = 0
-        for a, b in zip(cached, tokens[:-1], strict=False):
+        longest = 0
+        for a, b in zip(cached, tokens, strict=False):
             if a != b:
                 break
-            n += 1
-        return n
+            longest += 1
+        if longest == len(tokens) and longest > 0:
+            exact = self.llm.n_tokens == len(tokens) and not self.llm._requires_eval
+            return longest if exact else longest - 1
+        return longest
 
     def stream(
         self, prompt: str, settings: GenSettings, cancel: threading.Event

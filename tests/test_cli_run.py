@@ -1,0 +1,122 @@
+"""`mstui run` and `mstui models` end to end in a subprocess: output, storage and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mstui.store import Store
+
+QUESTION = "Tom has 3 apples and buys 4 more. How many apples does he have?"
+
+
+def mstui(*args: str, db: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env.pop("MSTUI_DEBUG", None)
+    if db is not None:
+        env["MSTUI_DB"] = str(db)
+    return subprocess.run([sys.executable, "-m", "mstui", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("mstui: error: ") and "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_run_json_three_rounds_on_real_llama_and_stored(tiny_gguf: Path, tmp_path: Path) -> None:
+    db = tmp_path / "traces.db"
+    proc = mstui("run", "--question", QUESTION, "--gold", "7", "--model", str(tiny_gguf),
+                 "--max-rounds", "3", "--max-tokens", "8", "--json", db=db)
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["round"] for r in rows] == [0, 1, 2]
+    for r in rows:
+        assert r["finish_reason"] in ("stop", "length") and r["correct"] in (True, False)
+        assert r["prompt_tokens"] > 100 and r["completion_tokens"] >= 1
+        assert set(r) >= {"answer", "tokens_per_s", "cached_tokens", "decision"}
+    assert rows[1]["cached_tokens"] > 100  # reanswer shares the few-shot prefix
+    assert [r["decision"]["action"] for r in rows] == ["continue", "continue", "stop"]
+    with Store(db) as store:
+        runs = store.list_runs()
+        assert len(runs) == 1 and runs[0]["status"] == "finished"
+        stored = store.rounds_of(runs[0]["id"])
+        assert [s.completion_tokens for s in stored] == [r["completion_tokens"] for r in rows]
+
+
+def test_run_text_streams_rounds(tiny_gguf: Path, tmp_path: Path) -> None:
+    proc = mstui("run", "--question", "What is 1 + 1?", "--model", str(tiny_gguf),
+                 "--max-rounds", "2", "--max-tokens", "4", "--no-store")
+    assert proc.returncode == 0, proc.stderr
+    assert "── round 0 ──" in proc.stdout and "── round 1 ──" in proc.stdout
+    assert "CPU only" in proc.stdout or "GPU:" in proc.stdout
+    assert "final answer:" in proc.stdout
+    assert not (tmp_path / "traces.db").exists()
+
+
+def test_models_lists_gguf_metadata(tiny_gguf: Path, tmp_path: Path) -> None:
+    proc = mstui("models", "--models-dir", str(tmp_path), str(tiny_gguf), "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert isinstance(data["gpu_offload"], bool)
+    (row,) = data["models"]
+    assert row["architecture"] == "llama" and row["context"] == 2048 and row["layers"] == 2
+    assert row["quantization"] == "ALL_F32" and row["size_bytes"] == tiny_gguf.stat().st_size
+    table = mstui("models", "--models-dir", str(tmp_path), str(tiny_gguf))
+    assert "tiny.gguf" in table.stdout and "GPU offload:" in table.stdout
+
+
+def test_bad_inputs_give_one_line_errors(tiny_gguf: Path, tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    base = ["run", "--question", QUESTION]
+    assert_one_line_error(mstui(*base, "--model", str(tmp_path / "nope.gguf"), db=db),
+                          "no such model file")
+    text = tmp_path / "readme.gguf"
+    text.write_text("not a model at all")
+    assert_one_line_error(mstui(*base, "--model", str(text), db=db), "not a GGUF model")
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(tiny_gguf.read_bytes()[:100_000])
+    assert_one_line_error(mstui(*base, "--model", str(cut), db=db), "truncated")
+    assert_one_line_error(mstui(*base, "--strategy", "think", db=db), "invalid choice", "think")
+    assert_one_line_error(mstui(*base, "--max-rounds", "0", db=db), "--max-rounds must be at least 1")
+    assert_one_line_error(mstui(*base, "--max-rounds", "-3", db=db), "--max-rounds")
+    assert_one_line_error(mstui("run", "--question", "   ", db=db), "--question is empty")
+    assert_one_line_error(mstui(*base, "--policy", "sometimes", db=db), "unknown policy")
+    assert_one_line_error(mstui(*base, "--policy", "oracle", db=db), "needs the gold answer")
+    long_question = "How many apples? " * 400
+    assert_one_line_error(mstui("run", "--question", long_question, "--model", str(tiny_gguf), db=db),
+                          "context window is 2048")
+    not_db = tmp_path / "notes.txt"
+    not_db.write_text("hello")
+    assert_one_line_error(mstui(*base, "--model", str(tiny_gguf), "--db", str(not_db)),
+                          "not an SQLite database")
+    assert not_db.read_text() == "hello"
+
+
+def test_help_explains_every_option() -> None:
+    top = mstui("--help")
+    assert top.returncode == 0 and "run" in top.stdout and "models" in top.stdout
+    run = mstui("run", "--help")
+    for option in ("--question", "--gold", "--model", "--strategy", "--max-rounds", "--json",
+                   "--policy", "--db", "--logprobs", "--gpu-layers"):
+        assert option in run.stdout
+
+
+@pytest.mark.model
+def test_default_model_one_short_round(default_model: Path, tmp_path: Path) -> None:
+    proc = mstui("run", "--question", QUESTION, "--gold", "7", "--max-rounds", "1",
+                 "--max-tokens", "24", "--json", db=tmp_path / "t.db")
+    assert proc.returncode == 0, proc.stderr
+    (row,) = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert row["round"] == 0 and row["prompt_tokens"] > 100 and row["completion_tokens"] >= 1
+    assert row["finish_reason"] in ("stop", "length")
+    assert row["decision"]["action"] == "stop"

@@ -41,7 +41,6 @@ $(MODEL): | $(STAMP)
 
 lint: setup
 	$(BIN)/ruff check mstui tests bench
-	$(BIN)/ruff format --check mstui tests bench
 	$(BIN)/mypy
 
 bench: setup model

@@ -12,16 +12,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import llama_cpp  # noqa: E402
+import llama_cpp
 
-from mstui.core.backend import GenSettings  # noqa: E402
-from mstui.core.loop import RoundFinished, TokenStreamed, run_refinement  # noqa: E402
-from mstui.core.policies import parse_policy  # noqa: E402
-from mstui.core.prompts import STRATEGIES, Prompter, load_format  # noqa: E402
-from mstui.engine.llama_backend import LlamaBackend  # noqa: E402
-from mstui.engine.models import resolve_model  # noqa: E402
+from mstui.core.backend import GenSettings
+from mstui.core.loop import RoundFinished, TokenStreamed, run_refinement
+from mstui.core.policies import parse_policy
+from mstui.core.prompts import STRATEGIES, Prompter, load_format
+from mstui.engine.llama_backend import LlamaBackend
+from mstui.engine.models import resolve_model
 
-QUESTION = "A farmer has 4 boxes of eggs with 10 eggs in each box. He sells 13 eggs. How many are left?"
+QUESTION = (
+    "A farmer has 4 boxes of eggs with 10 eggs in each box. He sells 13 eggs. How many are left?"
+)
 
 
 def mstui_round(backend: LlamaBackend, prompter: Prompter, max_tokens: int) -> tuple[int, float]:

@@ -15,7 +15,8 @@ from mstui.store import Store
 QUESTION = "Tom has 3 apples and buys 4 more. How many apples does he have?"
 
 
-def mstui(*args: str, db: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def mstui(*args: str, db: Path | None = None,
+          timeout: float = 300) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env.pop("MSTUI_DEBUG", None)
     if db is not None:
@@ -87,13 +88,15 @@ def test_bad_inputs_give_one_line_errors(tiny_gguf: Path, tmp_path: Path) -> Non
     cut.write_bytes(tiny_gguf.read_bytes()[:100_000])
     assert_one_line_error(mstui(*base, "--model", str(cut), db=db), "truncated")
     assert_one_line_error(mstui(*base, "--strategy", "think", db=db), "invalid choice", "think")
-    assert_one_line_error(mstui(*base, "--max-rounds", "0", db=db), "--max-rounds must be at least 1")
+    assert_one_line_error(mstui(*base, "--max-rounds", "0", db=db),
+                          "--max-rounds must be at least 1")
     assert_one_line_error(mstui(*base, "--max-rounds", "-3", db=db), "--max-rounds")
     assert_one_line_error(mstui("run", "--question", "   ", db=db), "--question is empty")
     assert_one_line_error(mstui(*base, "--policy", "sometimes", db=db), "unknown policy")
     assert_one_line_error(mstui(*base, "--policy", "oracle", db=db), "needs the gold answer")
     long_question = "How many apples? " * 400
-    assert_one_line_error(mstui("run", "--question", long_question, "--model", str(tiny_gguf), db=db),
+    assert_one_line_error(mstui("run", "--question", long_question, "--model", str(tiny_gguf),
+                                db=db),
                           "context window is 2048")
     not_db = tmp_path / "notes.txt"
     not_db.write_text("hello")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from pathlib import Path
 
@@ -103,7 +104,7 @@ def test_wait_strategy_reuses_whole_previous_round(llama: LlamaBackend) -> None:
                                  settings=GenSettings(max_tokens=6, temperature=0.0)))
     rounds = [e.record for e in events if isinstance(e, RoundFinished)]
     assert len(rounds) == 3
-    for prev, cur in zip(rounds, rounds[1:], strict=False):
+    for prev, cur in itertools.pairwise(rounds):
         # Everything of the previous round is in the KV cache except what was never evaluated.
         assert cur.cached_tokens >= prev.prompt_tokens
         assert cur.prompt_tokens - cur.cached_tokens <= prev.completion_tokens + 8
@@ -168,9 +169,9 @@ def test_bad_model_files(tmp_path: Path, tiny_gguf: Path) -> None:
         LlamaBackend(not_gguf)
     cut = tmp_path / "cut.gguf"
     cut.write_bytes(tiny_gguf.read_bytes()[: tiny_gguf.stat().st_size // 2])
-    with pytest.raises(ModelError, match="truncated|damaged"):
+    with pytest.raises(ModelError, match=r"truncated|damaged"):
         LlamaBackend(cut)
     header_only = tmp_path / "header.gguf"
     header_only.write_bytes(tiny_gguf.read_bytes()[:64])
-    with pytest.raises(ModelError, match="truncated|damaged"):
+    with pytest.raises(ModelError, match=r"truncated|damaged"):
         read_gguf_info(header_only)

@@ -2,8 +2,8 @@
 
 import pytest
 
-from tests.helpers import make_record
 from mstui.core.prompts import Prompter, check_strategy, load_format
+from tests.helpers import make_record
 
 
 def chatml(messages):  # type: ignore[no-untyped-def]

@@ -96,7 +96,10 @@ class Policy(Protocol):
     serves a live run, a replay and an offline what-if.
     """
 
-    spec: str
+    @property
+    def spec(self) -> str:
+        """The policy as written by the user, e.g. "markov:0.001"; stored with each run."""
+        ...
 
     def decide(self, history: Sequence[RoundRecord], max_rounds: int) -> Decision:
         """Return the decision after the last round in `history` (never empty)."""

@@ -8,7 +8,7 @@ from mstui.engine.models import resolve_model
 
 
 def open_backend(config: RunConfig) -> Backend:
-    """Load the model in the calling thread (llama.cpp models stay on the thread that loaded them)."""
+    """Load the model in the calling thread (a llama.cpp model stays on its loading thread)."""
     if config.backend == "llama":
         from mstui.engine.llama_backend import LlamaBackend
 

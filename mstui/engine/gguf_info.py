@@ -1,4 +1,4 @@
-"""Read a GGUF header (architecture, quantization, context, layers) and reject broken files early."""
+"""Read a GGUF header (architecture, quantization, context, layers); reject broken files early."""
 
 from __future__ import annotations
 

@@ -40,7 +40,7 @@ def _install_log_capture() -> None:
         return
     import llama_cpp
 
-    @llama_cpp.llama_log_callback  # type: ignore[misc]
+    @llama_cpp.llama_log_callback
     def _capture(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
         _LOG_LINES.append(text.decode("utf-8", errors="replace"))
 
@@ -81,7 +81,8 @@ class LlamaBackend:
             # verbose=True keeps llama-cpp-python from redirecting fds 1/2 to /dev/null while it
             # loads (that blanks a running terminal UI); its C logs go to our capture instead and
             # its Python prints to a buffer.
-            with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+            quiet = io.StringIO()
+            with contextlib.redirect_stderr(quiet), contextlib.redirect_stdout(quiet):
                 self.llm = llama_cpp.Llama(
                     model_path=str(self.gguf.path),
                     n_ctx=ctx,
@@ -224,7 +225,7 @@ class LlamaBackend:
             stopping_criteria=llama_cpp.StoppingCriteriaList([stop_when_cancelled]),
         )
         for chunk in stream:
-            choice = chunk["choices"][0]
+            choice: Any = chunk["choices"][0]  # type: ignore[index]
             text = choice.get("text") or ""
             if text:
                 if first is None:

@@ -77,7 +77,7 @@ class MarkovPolicy:
         gain = c.b - (c.a + c.b) * q
         cost = sum(r.tokens for r in history) / len(history)
         bar = self.price * cost
-        pi = c.b / (c.a + c.b)
+        pi = c.fixed_point(q)  # π; a frozen chain (a = b = 0) has no π and stays at q
         nums: dict[str, Any] = {
             "belief": q,
             "pi": pi,

@@ -106,7 +106,7 @@ def test_cancel_ends_the_run_with_a_cancelled_round() -> None:
 
 def test_backend_failure_is_recorded_not_raised() -> None:
     class Broken(ScriptedBackend):
-        def stream(self, prompt, settings, cancel):  # type: ignore[no-untyped-def]
+        def stream(self, prompt, settings, cancel, messages=None):  # type: ignore[no-untyped-def]
             yield Piece(" partial")
             raise ConnectionError("server went away")
 

@@ -52,3 +52,17 @@ def test_chat_format_uses_the_renderer() -> None:
     r0 = make_record(0, first, "The answer is 2.", "2")
     second = p.prompt("What is 1 + 1?", [r0])
     assert "<assistant>The answer is 2.</assistant><user>Check your working" in second
+
+
+def test_chat_messages_match_the_rendered_text() -> None:
+    for strategy in ("reanswer", "refine", "wait"):
+        p = Prompter(load_format("chat"), strategy, chatml)
+        first = p.messages("Q?", [])
+        assert first is not None and chatml(first) == p.prompt("Q?", [])
+        r0 = make_record(0, p.prompt("Q?", []), "The answer is 2.", "2")
+        later = p.messages("Q?", [r0])
+        if strategy == "wait":
+            assert later is None  # continues the assistant's text: only a completion can do it
+        else:
+            assert later is not None and chatml(later) == p.prompt("Q?", [r0])
+    assert Prompter(load_format("fewshot"), "reanswer", chatml).messages("Q?", []) is None

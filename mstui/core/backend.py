@@ -85,11 +85,18 @@ class Backend(Protocol):
         ...
 
     def stream(
-        self, prompt: str, settings: GenSettings, cancel: threading.Event
+        self,
+        prompt: str,
+        settings: GenSettings,
+        cancel: threading.Event,
+        messages: Sequence[ChatMessage] | None = None,
     ) -> Iterator[Piece | GenStats]:
         """Yield pieces as they are generated, then exactly one GenStats.
 
-        Stops at the next token once `cancel` is set (finish_reason "cancelled"). Raises
-        PromptTooLong before generating when the prompt does not fit the context.
+        `prompt` is the full text (what in-process backends evaluate and what is stored);
+        `messages` is the same prompt as chat turns, given for chat-format rounds so a remote
+        server can apply its own template. Stops at the next token once `cancel` is set
+        (finish_reason "cancelled"). Raises PromptTooLong before generating when the prompt does
+        not fit the context.
         """
         ...

@@ -1,4 +1,4 @@
-"""The refinement loop: ask, re-ask, decide — as a generator of typed events the UI or CLI consumes."""
+"""The refinement loop: ask, re-ask, decide, as a generator of typed events for the UI and CLI."""
 
 from __future__ import annotations
 
@@ -57,7 +57,9 @@ Event = RoundStarted | TokenStreamed | RoundFinished | DecisionMade | RunFinishe
 Reviewer = Callable[[Decision], Decision]
 
 
-def observe(answer: str | None, earlier: Sequence[str | None], logprob: float | None) -> Observation:
+def observe(
+    answer: str | None, earlier: Sequence[str | None], logprob: float | None
+) -> Observation:
     """The label-free features of a round, given the answers of the rounds before it."""
     if not earlier:
         return Observation(found=answer is not None, changed=None, agreement=None, logprob=logprob)
@@ -130,23 +132,24 @@ def run_refinement(
     while True:
         index = len(history)
         prompt = prompter.prompt(question, history)
+        messages = prompter.messages(question, history)
         yield RoundStarted(index, prompt)
         round_settings = replace(settings, seed=settings.seed + index, stop=stop)
         pieces: list[Piece] = []
         stats: GenStats | None = None
         try:
-            for item in backend.stream(prompt, round_settings, cancel):
+            for item in backend.stream(prompt, round_settings, cancel, messages):
                 if isinstance(item, Piece):
                     pieces.append(item)
                     yield TokenStreamed(index, item.text)
                 else:
                     stats = item
         except PromptTooLong as exc:
-            stats = GenStats(0, 0, 0, "error", 0.0, 0.0, error=str(exc))
+            stats = _failed(0, str(exc))
         except Exception as exc:  # a backend failure ends the run, it must not kill the caller
-            stats = GenStats(0, len(pieces), 0, "error", 0.0, 0.0, error=f"{type(exc).__name__}: {exc}")
+            stats = _failed(len(pieces), f"{type(exc).__name__}: {exc}")
         if stats is None:
-            stats = GenStats(0, len(pieces), 0, "error", 0.0, 0.0, error="backend ended without stats")
+            stats = _failed(len(pieces), "backend ended without stats")
         record = score_round(index, prompt, pieces, stats, history, gold)
         yield RoundFinished(record)
         if record.finish_reason in ("cancelled", "error"):
@@ -164,6 +167,11 @@ def run_refinement(
         if cancel.is_set():
             yield _finish(history, "cancelled", None)
             return
+
+
+def _failed(pieces: int, error: str) -> GenStats:
+    """Stats of a round that failed after streaming `pieces` pieces (kept as partial text)."""
+    return GenStats(0, pieces, 0, "error", 0.0, 0.0, error=error)
 
 
 def _finish(history: Sequence[RoundRecord], reason: str, error: str | None) -> RunFinished:

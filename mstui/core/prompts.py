@@ -93,16 +93,36 @@ class Prompter:
         previous = last.answer_text if last.answer_text is not None else NO_ANSWER
         return self._reanswer(question, previous)
 
-    def _completion(self, body: str) -> str:
-        return self.fmt.preamble + body
+    def messages(self, question: str, history: Sequence[RoundRecord]) -> list[ChatMessage] | None:
+        """The chat turns of round len(history) for chat-format rounds; None when the round is
+        plain text (few-shot completion, or `wait`, which continues the assistant's own text)."""
+        if self.fmt.kind != "chat" or (history and self.strategy == "wait"):
+            return None
+        if not history:
+            return self._turns(self.fmt.first.format(question=question))
+        last = history[-1]
+        if self.strategy == "refine":
+            return self._turns(
+                self.fmt.first.format(question=question),
+                {"role": "assistant", "content": last.response.strip()},
+                {"role": "user", "content": self.fmt.refine},
+            )
+        previous = last.answer_text if last.answer_text is not None else NO_ANSWER
+        return self._turns(self.fmt.reanswer.format(question=question, previous=previous))
 
-    def _chat(self, user: str, *turns: ChatMessage) -> str:
+    def _turns(self, user: str, *turns: ChatMessage) -> list[ChatMessage]:
         messages: list[ChatMessage] = []
         if self.fmt.system:
             messages.append({"role": "system", "content": self.fmt.system})
         messages.append({"role": "user", "content": user})
         messages.extend(turns)
-        return self.render_chat(messages)
+        return messages
+
+    def _completion(self, body: str) -> str:
+        return self.fmt.preamble + body
+
+    def _chat(self, user: str, *turns: ChatMessage) -> str:
+        return self.render_chat(self._turns(user, *turns))
 
     def _first(self, question: str) -> str:
         body = self.fmt.first.format(question=question)

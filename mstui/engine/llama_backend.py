@@ -186,9 +186,14 @@ class LlamaBackend:
         return longest
 
     def stream(
-        self, prompt: str, settings: GenSettings, cancel: threading.Event
+        self,
+        prompt: str,
+        settings: GenSettings,
+        cancel: threading.Event,
+        messages: Sequence[ChatMessage] | None = None,
     ) -> Iterator[Piece | GenStats]:
-        """Stream one completion; see Backend.stream."""
+        """Stream one completion of `prompt` (already rendered with the GGUF's template, so
+        `messages` is not needed); see Backend.stream."""
         if threading.get_ident() != self._owner:
             raise RuntimeError("LlamaBackend used from a thread other than the one that loaded it")
         if settings.logprobs and not self.logits_all:

@@ -42,7 +42,11 @@ class ScriptedBackend:
         return "".join(parts) + "<|im_start|>assistant\n"
 
     def stream(
-        self, prompt: str, settings: GenSettings, cancel: threading.Event
+        self,
+        prompt: str,
+        settings: GenSettings,
+        cancel: threading.Event,
+        messages: Sequence[ChatMessage] | None = None,
     ) -> Iterator[Piece | GenStats]:
         """Play the next scripted response; honours cancel and max_tokens like a real model."""
         response = self.responses[min(self.calls, len(self.responses) - 1)]

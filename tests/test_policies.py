@@ -127,11 +127,11 @@ def test_markov_decision_is_fast() -> None:
 
 
 def test_markov_on_a_frozen_chain_stops_without_dividing_by_zero() -> None:
+    import dataclasses
+
     from mstui.core.fitting import fit_chain
     from mstui.core.policies import MarkovPolicy
     from tests.helpers import make_record
-
-    import dataclasses
 
     frozen = dataclasses.replace(fit_chain(["q"], [0], [True]), a=0.0, b=0.0)
     decision = MarkovPolicy(frozen).decide([make_record(0, "p", "r", "7")], 4)

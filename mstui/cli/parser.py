@@ -128,4 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where models are looked for (default: models)")
     models.add_argument("--json", action="store_true", help="print JSON instead of a table")
     models.set_defaults(handler=cmd_models)
+
+    from mstui.cli import eval_cmd, fit_cmd, sweep_cmd, traces_cmd
+
+    for command in (sweep_cmd, fit_cmd, traces_cmd, eval_cmd):
+        command.register(sub)
     return parser

@@ -1,0 +1,63 @@
+"""Small helpers shared by the headless commands (sweep, fit, traces, eval)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from mstui.store import Store, StoreError, default_db_path
+
+
+def db_path(db: str | None) -> Path:
+    """--db, else $MSTUI_DB, else ./traces.db."""
+    return Path(db) if db else default_db_path()
+
+
+def open_existing_store(db: str | None) -> Store:
+    """Open a trace database that must already exist (reading commands never create one)."""
+    path = db_path(db)
+    if not path.exists():
+        raise StoreError(f"no trace database at {path}; run `mstui sweep` or `mstui run` first, "
+                         "or point --db (or $MSTUI_DB) at one")
+    return Store(path)
+
+
+def fmt_num(x: float | None, digits: int = 3) -> str:
+    """A number for a table, "—" for missing or NaN."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    return f"{x:.{digits}f}"
+
+
+def fmt_interval(mean: float, lo: float, hi: float, digits: int = 3) -> str:
+    """`mean [lo, hi]`."""
+    return f"{mean:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def _jsonable(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, set | frozenset):
+        return sorted(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    return str(obj)
+
+
+def dumps(obj: Any) -> str:
+    """JSON with numpy values and NaN made plain (NaN → null)."""
+    def clean(o: Any) -> Any:
+        if isinstance(o, float) and not math.isfinite(o):
+            return None
+        if isinstance(o, dict):
+            return {str(k): clean(v) for k, v in o.items()}
+        if isinstance(o, list | tuple):
+            return [clean(v) for v in o]
+        if hasattr(o, "item") and not hasattr(o, "__len__"):
+            return clean(o.item())
+        return o
+
+    return json.dumps(clean(json.loads(json.dumps(obj, default=_jsonable))), ensure_ascii=False,
+                      indent=None)

@@ -1,0 +1,271 @@
+"""`mstui sweep`: run a problem set headless, every run stored round by round; resumable."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from mstui.config import RunConfig
+from mstui.core.backend import Backend
+from mstui.core.problems import Problem
+from mstui.store import Store
+
+
+def register(sub: Any) -> None:
+    """Add `mstui sweep` to the subcommands."""
+    from mstui.cli.parser import add_run_options
+
+    p = sub.add_parser(
+        "sweep", help="run a problem set headless with a progress bar (resumable)",
+        description="Run every problem of a set through the refinement loop, storing each round "
+                    "as it finishes. Re-running the same command skips problems already "
+                    "finished with the same model, strategy, policy and --max-rounds, and redoes "
+                    "interrupted ones. Ctrl-C stops after cancelling the run in flight.")
+    p.add_argument("--problem-set", required=True, metavar="NAME|FILE",
+                   help="a built-in set (gen: levels 1–5 mixed; gen:L1 … gen:L5: one level) or a "
+                        "JSONL file with question/answer (GSM8K '#### N' and MATH problem/answer "
+                        "too)")
+    p.add_argument("--limit", type=int, metavar="N",
+                   help="use the first N problems (built-in sets: the set size, default 50)")
+    p.add_argument("--problem-seed", type=int, default=0, metavar="S",
+                   help="seed of the built-in problem generator (default 0; --seed is the "
+                        "sampling seed)")
+    p.add_argument("--on-bad-line", choices=("stop", "skip"), default="stop",
+                   help="a malformed JSONL line stops the sweep (default) or is skipped")
+    p.add_argument("--concurrency", type=int, default=1, metavar="N",
+                   help="questions in flight at once; the in-process backend runs one at a time")
+    add_run_options(p, default_rounds=6)
+    p.set_defaults(handler=cmd_sweep)
+
+
+@dataclass
+class SweepProgress:
+    """What a progress display needs after each problem."""
+
+    total: int  # problems in this sweep (skipped ones excluded)
+    done: int = 0
+    correct: int = 0
+    scored: int = 0  # done runs with a known final correctness
+    completion_tokens: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def accuracy(self) -> float | None:
+        """Final-answer accuracy so far."""
+        return self.correct / self.scored if self.scored else None
+
+    @property
+    def tokens_per_second(self) -> float:
+        """Generated tokens per wall-clock second so far."""
+        dt = time.perf_counter() - self.started
+        return self.completion_tokens / dt if dt > 0 else 0.0
+
+
+@dataclass
+class SweepResult:
+    """How a sweep went."""
+
+    problem_set: str
+    sweep_id: str
+    total: int  # problems in the set
+    skipped: int  # already finished earlier
+    run_ids: list[int] = field(default_factory=list)
+    correct: int = 0
+    scored: int = 0
+    completion_tokens: int = 0
+    completed: int = 0  # runs that ended this time (not cancelled)
+    cancelled: bool = False
+    errors: list[str] = field(default_factory=list)
+
+
+def problem_set_name(spec: str) -> str:
+    """The name runs are stored under: a built-in set's name, or a JSONL file's stem."""
+    if spec == "gen" or spec.startswith("gen:"):
+        return spec
+    return Path(spec).stem
+
+
+def run_sweep(config: RunConfig, problems: Sequence[Problem], store: Store, *,
+              problem_set: str, backend: Backend | None = None,
+              cancel: threading.Event | None = None,
+              on_start: Callable[[SweepProgress], None] | None = None,
+              on_progress: Callable[[SweepProgress], None] | None = None) -> SweepResult:
+    """Run `problems` one after another with one loaded backend; every run is stored.
+
+    Problems already finished in this configuration are skipped (resume); interrupted,
+    cancelled and failed ones are run again. Setting `cancel` stops the run in flight at the
+    next token (it is stored as cancelled) and ends the sweep.
+    """
+    from mstui.core.loop import RoundFinished, RunFinished, run_refinement
+    from mstui.runner import build_run, needs_fit
+    from mstui.session import RunRecorder, find_fit
+
+    if not problems:
+        raise ValueError(f"problem set {problem_set!r} is empty; nothing to sweep")
+    cancel = cancel or threading.Event()
+    store.upsert_problems(problems, problem_set=problem_set)
+    run = build_run(config, gold=problems[0].answer, backend=backend)  # loads the model once
+    model = run.backend.info.model
+    found = None
+    if needs_fit(config.policy_spec):
+        found = find_fit(store, model, config.strategy, problem_set)
+        if found is None:
+            from mstui.core.policies import NO_FIT
+
+            raise ValueError(f"policy {config.policy_spec!r}: {NO_FIT}")
+        run = build_run(config, gold=problems[0].answer, backend=run.backend, fit=found.fit,
+                        obs_model=found.obs_model)
+    done = store.finished_problem_ids(problem_set, model, config.strategy, run.policy.spec,
+                                      config.max_rounds)
+    todo = [p for p in problems if p.id not in done]
+    result = SweepResult(problem_set, uuid.uuid4().hex[:12], len(problems),
+                         len(problems) - len(todo))
+    progress = SweepProgress(total=len(todo))
+    if on_start:
+        on_start(progress)
+    for problem in todo:
+        if cancel.is_set():
+            result.cancelled = True
+            break
+        recorder = RunRecorder(store, config, run.backend, question=problem.question,
+                               gold=problem.answer, problem_set=problem_set,
+                               problem_id=problem.id, level=problem.level,
+                               fit_id=found.id if found else None, policy=run.policy.spec,
+                               sweep=result.sweep_id)
+        result.run_ids.append(recorder.run_id)
+        finished: RunFinished | None = None
+        try:
+            for event in run_refinement(problem.question, backend=run.backend,
+                                        prompter=run.prompter, policy=run.policy,
+                                        max_rounds=config.max_rounds, settings=config.gen,
+                                        gold=problem.answer, cancel=cancel):
+                recorder.handle(event)
+                if isinstance(event, RunFinished):
+                    finished = event
+                elif isinstance(event, RoundFinished):
+                    progress.completion_tokens += event.record.completion_tokens
+        except BaseException:
+            store.finish_run(recorder.run_id, "interrupted", "the sweep was stopped mid-run")
+            raise
+        if finished is None:  # the loop always ends with RunFinished; stay safe
+            store.finish_run(recorder.run_id, "interrupted", "the run ended without finishing")
+            continue
+        if finished.reason == "cancelled":
+            result.cancelled = True
+            break
+        if finished.reason == "error":
+            result.errors.append(f"{problem.id}: {finished.error}")
+        progress.done += 1
+        if finished.final_correct is not None:
+            progress.scored += 1
+            progress.correct += int(finished.final_correct)
+        if on_progress:
+            on_progress(progress)
+    result.correct, result.scored = progress.correct, progress.scored
+    result.completed = progress.done
+    result.completion_tokens = progress.completion_tokens
+    return result
+
+
+def cmd_sweep(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Load the set and the model, sweep with a progress bar; exit 130 when stopped by Ctrl-C."""
+    out = out or sys.stdout
+    from mstui.cli.parser import config_from_args
+    from mstui.cli.run_cmd import open_store
+    from mstui.core.problems import load_problem_set
+
+    config = config_from_args(args)
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be at least 1 (got {args.limit})")
+    if args.concurrency < 1:
+        raise ValueError(f"--concurrency must be at least 1 (got {args.concurrency})")
+    err = sys.stderr
+    if args.concurrency > 1:
+        print(f"mstui: note: --concurrency {args.concurrency} ignored: the in-process llama.cpp "
+              "backend answers one question at a time (remote backends will fan out)", file=err)
+    problems, warnings = load_problem_set(args.problem_set, args.limit, args.problem_seed,
+                                          on_error=args.on_bad_line)
+    for w in warnings:
+        print(f"mstui: warning: {w}", file=err)
+    name = problem_set_name(args.problem_set)
+    if not problems:
+        raise ValueError(f"problem set {args.problem_set!r} is empty; nothing to sweep")
+    store = open_store(args.db)
+    cancel = threading.Event()
+    previous = _install_sigint(cancel)
+    try:
+        result = _sweep_with_bar(config, problems, store, name, cancel, err)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+        store.close()
+    ran = result.completed
+    acc = (f"{result.correct}/{result.scored} correct" if result.scored
+           else "nothing left to run" if ran == 0 else "no gold answers")
+    print(f"sweep {result.sweep_id}: {name} · {ran} run(s) this time, {result.skipped} already "
+          f"done earlier · {acc} · {result.completion_tokens} tokens generated · stored in "
+          f"{store.path}", file=out)
+    for e in result.errors[:5]:
+        print(f"mstui: warning: run failed: {e}", file=err)
+    if result.cancelled:
+        print("mstui: sweep stopped; the run in flight was stored as cancelled. Run the same "
+              "command again to resume.", file=err)
+        return 130
+    return 0
+
+
+def _install_sigint(cancel: threading.Event) -> Any:
+    """First Ctrl-C cancels the run in flight (it is stored); a second one aborts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum: int, frame: Any) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        print("\nmstui: stopping after cancelling the run in flight (Ctrl-C again to abort)",
+              file=sys.stderr)
+
+    return signal.signal(signal.SIGINT, handler)
+
+
+def _sweep_with_bar(config: RunConfig, problems: Sequence[Problem], store: Store, name: str,
+                    cancel: threading.Event, err: TextIO) -> SweepResult:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    console = Console(file=err)
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("acc {task.fields[acc]}"), TextColumn("{task.fields[tps]} tok/s"),
+                   TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                   console=console, transient=False, disable=not console.is_terminal)
+    task = bar.add_task(name, total=None, acc="—", tps="—")
+
+    def start(p: SweepProgress) -> None:
+        bar.update(task, total=p.total)
+        skipped = len(problems) - p.total
+        if skipped:
+            console.print(f"resuming: {skipped} of {len(problems)} problems already finished")
+
+    def step(p: SweepProgress) -> None:
+        acc = f"{p.accuracy:.0%}" if p.accuracy is not None else "—"
+        bar.update(task, completed=p.done, acc=acc, tps=f"{p.tokens_per_second:.0f}")
+
+    with bar:
+        return run_sweep(config, problems, store, problem_set=name, cancel=cancel,
+                         on_start=start, on_progress=step)

@@ -1,0 +1,282 @@
+"""`mstui traces list|show|search|export|import`: stored runs on the command line."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import Any, TextIO
+
+from mstui.cli.common import dumps, fmt_num, open_existing_store
+
+
+def register(sub: Any) -> None:
+    """Add `mstui traces` and its subcommands."""
+    from mstui.cli.parser import OneLineParser, add_db_option
+
+    traces = sub.add_parser("traces", help="list, show, search, export and import stored runs",
+                            description="Browse the trace database on the command line.")
+    tsub = traces.add_subparsers(title="trace commands", metavar="ACTION",
+                                 parser_class=OneLineParser, required=True)
+
+    ls = tsub.add_parser("list", help="stored runs, newest first",
+                         description="Stored runs, newest first, filtered and paged.")
+    add_db_option(ls)
+    _add_filters(ls)
+    ls.add_argument("--limit", type=int, default=20, metavar="N", help="runs shown (default 20)")
+    ls.add_argument("--offset", type=int, default=0, metavar="N", help="runs skipped first")
+    ls.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
+    ls.set_defaults(handler=cmd_list)
+
+    show = tsub.add_parser("show", help="one run round by round, with every decision",
+                           description="One run: each round's answer, ✓/✗, tokens, and the "
+                                       "decision after it with its rule, reason and numbers.")
+    add_db_option(show)
+    show.add_argument("run", type=int, metavar="RUN", help="run id (see `mstui traces list`)")
+    show.add_argument("--no-responses", action="store_true",
+                      help="leave out the full response text of each round")
+    show.add_argument("--json", action="store_true", help="print the run as one JSON object")
+    show.set_defaults(handler=cmd_show)
+
+    search = tsub.add_parser("search", help="full-text search over responses",
+                             description="Rounds whose response contains every word of TEXT, "
+                                         "newest first.")
+    add_db_option(search)
+    search.add_argument("text", metavar="TEXT", help="words to find")
+    search.add_argument("--limit", type=int, default=20, metavar="N", help="hits (default 20)")
+    search.add_argument("--json", action="store_true", help="print a JSON array")
+    search.set_defaults(handler=cmd_search)
+
+    export = tsub.add_parser("export", help="export runs as JSONL (one run a line) or CSV",
+                             description="Export runs, oldest first: JSONL has one run per line "
+                                         "with its rounds and decisions (re-importable); CSV has "
+                                         "one row per round.")
+    add_db_option(export)
+    export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl",
+                        help="jsonl (default) or csv")
+    export.add_argument("--out", metavar="FILE", help="write here instead of standard output")
+    _add_filters(export)
+    export.set_defaults(handler=cmd_export)
+
+    imp = tsub.add_parser("import", help="import a JSONL export (runs already present are kept)",
+                          description="Import runs from a `traces export --format jsonl` file; "
+                                      "runs already in the database (same uuid) are skipped.")
+    add_db_option(imp)
+    imp.add_argument("file", metavar="FILE", help="a JSONL export")
+    imp.set_defaults(handler=cmd_import)
+
+
+def _add_filters(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("filters")
+    g.add_argument("--model", metavar="NAME", help="runs of this model (file name)")
+    g.add_argument("--problem-set", metavar="NAME", help="runs on this problem set")
+    g.add_argument("--policy", metavar="SPEC", help="runs with this policy, e.g. fixed:5")
+    g.add_argument("--strategy", metavar="S", help="runs with this refinement strategy")
+    g.add_argument("--status", choices=("running", "finished", "interrupted", "cancelled",
+                                        "failed"), help="runs with this status")
+    g.add_argument("--correct", choices=("yes", "no"),
+                   help="runs whose final answer was right (yes) or wrong (no)")
+    g.add_argument("--since", metavar="DATE", help="started at or after DATE (ISO, UTC)")
+    g.add_argument("--until", metavar="DATE",
+                   help="started before DATE (ISO, UTC; a bare date includes that whole day)")
+    g.add_argument("--search", metavar="TEXT", help="runs with a response containing TEXT")
+
+
+def parse_date(text: str, *, end: bool = False) -> datetime:
+    """An ISO date or date-time (UTC when no zone); a bare date as `end` means the next day."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"cannot read date {text!r}; use YYYY-MM-DD or YYYY-MM-DDTHH:MM") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    if end and len(text.strip()) == 10:
+        value += timedelta(days=1)
+    return value
+
+
+def filters_from(args: argparse.Namespace) -> dict[str, Any]:
+    """list_runs / export_runs filters from the options."""
+    f: dict[str, Any] = {}
+    for key in ("model", "problem_set", "policy", "strategy", "status", "search"):
+        if getattr(args, key, None) is not None:
+            f[key] = getattr(args, key)
+    if args.correct is not None:
+        f["correct"] = args.correct == "yes"
+    if args.since:
+        f["since"] = parse_date(args.since)
+    if args.until:
+        f["until"] = parse_date(args.until, end=True)
+    return f
+
+
+def _mark(correct: bool | None) -> str:
+    return "" if correct is None else ("✓" if correct else "✗")
+
+
+def _short(text: str | None, width: int) -> str:
+    t = " ".join((text or "").split())
+    return t if len(t) <= width else t[: width - 1] + "…"
+
+
+def cmd_list(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """A table (or JSON) of runs."""
+    out = out or sys.stdout
+    if args.limit < 0 or args.offset < 0:
+        raise ValueError("--limit and --offset must be 0 or more")
+    filters = filters_from(args)
+    with open_existing_store(args.db) as store:
+        runs = store.list_runs(limit=args.limit, offset=args.offset, **filters)
+        total = store.count_runs(**filters)
+    if args.json:
+        print(dumps(runs), file=out)
+        return 0
+    if not runs:
+        print(f"no runs match (of {total})" if total else "no runs match", file=out)
+        return 0
+    print(f"{'id':>6}  {'started (UTC)':16}  {'status':11}  {'model':22}  {'set/problem':22}  "
+          f"{'policy':10}  {'rnds':>4}  {'tokens':>7}  answer   question", file=out)
+    for r in runs:
+        where = r["problem_set"] or "—"
+        if r["problem_id"]:
+            where = f"{where}/{r['problem_id']}"
+        final = r["final_answer_text"] or r["final_answer"]
+        ans = f"{_short(final, 6)} {_mark(r['final_correct'])}"
+        print(f"{r['id']:>6}  {(r['started_at'] or '')[:16].replace('T', ' '):16}  "
+              f"{r['status']:11}  {_short(r['model'], 22):22}  {_short(where, 22):22}  "
+              f"{_short(r['policy'], 10):10}  {r['n_rounds']:>4}  {r['total_tokens']:>7}  "
+              f"{ans:8} {_short(r['question'], 40)}", file=out)
+    first = args.offset + 1
+    print(f"showing {first}–{args.offset + len(runs)} of {total}", file=out)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """One run, round by round."""
+    out = out or sys.stdout
+    with open_existing_store(args.db) as store:
+        run = store.get_run(args.run)
+    rounds, decisions = run.pop("rounds"), run.pop("decisions")
+    by_round = {d.round: d for d in decisions}
+    if args.json:
+        run["rounds"] = [dataclasses.asdict(r) | {"tokens": r.tokens} for r in rounds]
+        run["decisions"] = [dataclasses.asdict(d) | {"final_action": d.final_action}
+                            for d in decisions]
+        print(dumps(run), file=out)
+        return 0
+    print(f"run {run['id']} · {run['status']} · {run['model']} · strategy {run['strategy']} · "
+          f"policy {run['policy']} · cap {run['max_rounds']} rounds", file=out)
+    print(f"started {run['started_at']}" + (f" · finished {run['finished_at']}"
+                                             if run["finished_at"] else ""), file=out)
+    if run["problem_set"]:
+        lvl = f" · level {run['level']}" if run["level"] is not None else ""
+        print(f"problem {run['problem_set']}/{run['problem_id'] or '—'}{lvl}", file=out)
+    print(f"question: {run['question']}", file=out)
+    if run["gold"] is not None:
+        print(f"gold: {run['gold']}", file=out)
+    if run["fit_id"] is not None:
+        print(f"fit used: #{run['fit_id']}", file=out)
+    for r in rounds:
+        shown = r.answer_text if r.answer_text is not None else "(none found)"
+        print(f"\n── round {r.index} ── answer {shown} {_mark(r.correct)} [{r.extraction_rule}]"
+              f" · {r.prompt_tokens} prompt tok ({r.cached_tokens} cached) · "
+              f"{r.completion_tokens} tok · {r.tokens_per_second:.0f} tok/s · {r.finish_reason}",
+              file=out)
+        if r.error:
+            print(f"error: {r.error}", file=out)
+        if not args.no_responses:
+            print(r.response.rstrip(), file=out)
+        d = by_round.get(r.index)
+        if d is not None:
+            nums = " ".join(f"{k}={fmt_num(v)}" for k, v in (
+                ("q", d.belief), ("π", d.pi), ("λ", d.lam), ("gain", d.expected_gain),
+                ("κ", d.price), ("T", d.round_cost)) if v is not None)
+            forced = f" (user forced {d.override}; policy said {d.action})" if d.override else ""
+            print(f"→ {d.final_action} [{d.rule}]{forced}: {d.reason}"
+                  + (f" · {nums}" if nums else ""), file=out)
+    final = run["final_answer_text"] or run["final_answer"]
+    print(f"\nfinal answer: {final if final is not None else '—'} {_mark(run['final_correct'])}"
+          f" after {run['n_rounds']} round(s) · {run['total_tokens']} tokens"
+          + (f" · error: {run['error']}" if run["error"] else ""), file=out)
+    return 0
+
+
+def cmd_search(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Full-text hits, newest first."""
+    out = out or sys.stdout
+    if not args.text.split():
+        raise ValueError("give some words to search for")
+    with open_existing_store(args.db) as store:
+        hits = store.search(args.text, limit=args.limit)
+    if args.json:
+        print(dumps(hits), file=out)
+        return 0
+    if not hits:
+        print(f"no response contains {args.text!r}", file=out)
+        return 0
+    for h in hits:
+        print(f"run {h['run_id']} round {h['round']} · answer {h['answer'] or '—'} "
+              f"{_mark(h['correct'])} · {_short(h['question'], 50)}", file=out)
+        print(f"    {_short(h['snippet'], 110)}", file=out)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Stream matching runs to a file or standard output."""
+    out = out or sys.stdout
+    from mstui.store import export_runs
+
+    filters = filters_from(args)
+    with open_existing_store(args.db) as store:
+        if args.out:
+            with open(args.out, "w", encoding="utf-8", newline="") as f:
+                n = export_runs(store, args.format, f, **filters)
+            unit = "runs" if args.format == "jsonl" else "rounds"
+            print(f"exported {n} {unit} to {args.out}", file=sys.stderr)
+        else:
+            export_runs(store, args.format, out, **filters)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Import a JSONL export."""
+    out = out or sys.stdout
+    from pathlib import Path
+
+    from mstui.cli.run_cmd import open_store
+    from mstui.store import import_jsonl
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise ValueError(f"no such file: {path}")
+    check_export_file(path)
+    with open_store(args.db) as store:
+        imported, skipped = import_jsonl(store, path)
+        where = store.path
+    print(f"imported {imported} run(s) into {where}; {skipped} already present", file=out)
+    return 0
+
+
+def check_export_file(path: Any) -> None:
+    """Read a JSONL export once before importing: a bad line is reported (file:line) and
+    nothing is imported."""
+    import json
+
+    needed = ("uuid", "question", "max_rounds")
+    with open(path, encoding="utf-8") as f:
+        try:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{path}:{lineno}: not JSON ({exc.msg}); nothing imported")\
+                        from None
+                missing = [k for k in needed if not isinstance(obj, dict) or obj.get(k) is None]
+                if missing:
+                    raise ValueError(f"{path}:{lineno}: not a run from `mstui traces export` "
+                                     f"(missing {', '.join(missing)}); nothing imported")
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not UTF-8 text; nothing imported") from None

@@ -1,0 +1,130 @@
+"""`mstui fit` on simulated traces written through the Store: recovers known (a, b)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mstui.cli import main
+from mstui.core.evaluation import Pool, simulate_pool
+from mstui.fitting_io import load_labelled
+from mstui.session import find_fit
+from mstui.store import Store
+
+A, B = 0.1, 0.3
+
+
+def write_pool(store: Store, pool: Pool, *, model: str = "sim.gguf", problem_set: str = "sim",
+               strategy: str = "reanswer", levels: int = 1, prefix: str = "q",
+               repeat: int = 1) -> list[int]:
+    """Store a pool as finished fixed-policy runs to the cap (row i = problem i // repeat)."""
+    ids = []
+    nr = pool.n_rounds
+    for i, history in enumerate(pool.records()):
+        pid = f"{prefix}{i // repeat}"
+        rid = store.start_run(question=f"question {pid}", max_rounds=nr, model=model,
+                              problem_set=problem_set, problem_id=pid, strategy=strategy,
+                              policy=f"fixed:{nr - 1}", gold="0", level=1 + (i // repeat) % levels)
+        for record in history:
+            store.add_round(rid, record)
+        store.finish_run(rid, "finished")
+        ids.append(rid)
+    return ids
+
+
+@pytest.fixture(scope="module")
+def sim_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("fit") / "sim.db"
+    pool = simulate_pool(400, 6, A, B, 0.4, seed=7)
+    with Store(path, durable=False) as store:
+        write_pool(store, pool, levels=2)
+    return path
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
+    assert main(list(argv)) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_fit_recovers_a_and_b(sim_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = run_json(capsys, "fit", "--db", str(sim_db), "--json")
+    assert len(out["fits"]) == 1 and out["too_little_data"] == []
+    f = out["fits"][0]
+    assert f["scope"] == {"model": "sim.gguf", "problem_set": "sim", "strategy": "reanswer",
+                          "level": None}
+    for key, truth in (("a", A), ("b", B), ("pi", B / (A + B)), ("lam", 1 - A - B)):
+        v = f[key]
+        assert v["lo"] <= truth <= v["hi"], (key, v)
+        assert abs(v["mean"] - truth) < 0.03, (key, v)
+    c = f["counts"]
+    assert c["n_runs"] == 400 and c["n_rounds"] == 2400
+    assert c["n_cc"] + c["n_cw"] + c["n_wc"] + c["n_ww"] == 2000
+    assert set(f["checks"]) == {"accuracy-by-round", "time-homogeneity", "first-order-markov"}
+    for chk in f["checks"].values():
+        assert 0.0 <= chk["p_value"] <= 1.0
+    cal = f["observation_model"]
+    assert 0 <= cal["filtered_ece"] < 0.1
+    # Stored where `mstui run` finds it, with the observation model.
+    with Store(sim_db) as store:
+        found = find_fit(store, "sim.gguf", "reanswer", "sim")
+        assert found is not None and found.id == f["fit_id"] and found.obs_model is not None
+        assert abs(found.fit.a - f["a"]["mean"]) < 1e-12
+        saved = store.get_fit(found.id)
+        assert "checks" in saved and "obs_model" in saved
+
+
+def test_fit_text_and_by_level(sim_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fit", "--db", str(sim_db), "--by-level"]) == 0
+    text = capsys.readouterr().out
+    assert "fitted 3 scope(s)" in text
+    for needle in ("a  = ", "b  = ", "π  = ", "λ  = ", "p̂0 = ", "level 1", "level 2",
+                   "check time-homogeneity", "check first-order-markov", "calibration error"):
+        assert needle in text, needle
+
+
+def test_too_little_data_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "t.db"
+    with Store(db, durable=False) as store:
+        write_pool(store, simulate_pool(300, 4, A, B, 0.4, seed=1), problem_set="big")
+        write_pool(store, simulate_pool(2, 3, A, B, 0.4, seed=2), problem_set="tiny")
+    out = run_json(capsys, "fit", "--db", str(db), "--json")
+    assert [f["scope"]["problem_set"] for f in out["fits"]] == ["big"]
+    assert out["too_little_data"][0]["scope"]["problem_set"] == "tiny"
+    assert main(["fit", "--db", str(db)]) == 0
+    assert "too little data: sim.gguf · tiny · reanswer" in capsys.readouterr().out
+
+
+def test_repeated_problems_identify_p0_spread(tmp_path: Path) -> None:
+    from mstui.fitting_io import fit_labelled
+
+    rng = np.random.default_rng(3)
+    p0 = np.repeat(rng.beta(1.0, 1.0, 150), 4)  # 150 problems, 4 runs each
+    db = tmp_path / "t.db"
+    with Store(db, durable=False) as store:
+        write_pool(store, simulate_pool(600, 3, A, B, p0, seed=4), repeat=4)
+        data = load_labelled(store, model="sim.gguf", problem_set="sim", strategy="reanswer")
+    assert data.n_runs == 600 and data.n_problems == 150
+    fit = fit_labelled(data, {"model": "sim.gguf"}).fit
+    assert "p0-spread-unidentified" not in fit.flags
+    assert fit.p0_alpha is not None and fit.p0_alpha + (fit.p0_beta or 0) < 10
+
+
+def test_fit_errors_are_one_line(tmp_path: Path, sim_db: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    def err(argv: list[str]) -> str:
+        assert main(argv) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("mstui: error: ")
+        return lines[0]
+
+    assert "no trace database" in err(["fit", "--db", str(tmp_path / "missing.db")])
+    assert "no scope matches" in err(["fit", "--db", str(sim_db), "--model", "other.gguf"])
+    empty = tmp_path / "empty.db"
+    Store(empty).close()
+    assert "no labelled rounds" in err(["fit", "--db", str(empty)])
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not a database" * 200)
+    err(["fit", "--db", str(junk)])

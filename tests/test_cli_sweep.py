@@ -1,0 +1,184 @@
+"""`mstui sweep`: a problem set run headless, stored, resumable; errors on one line."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mstui.cli import main
+from mstui.cli.sweep_cmd import problem_set_name, run_sweep
+from mstui.config import RunConfig
+from mstui.core.backend import GenSettings, GenStats, Piece
+from mstui.core.problems import Problem, load_problem_set
+from mstui.engine.scripted import ScriptedBackend
+from mstui.store import Store
+
+
+def problems(n: int) -> list[Problem]:
+    return [Problem(f"p{i}", f"What is {i} + 2?", str(i + 2), 1 + i % 3, "toy") for i in range(n)]
+
+
+class GoldBackend(ScriptedBackend):
+    """Answers each question's gold on every round (reads it off the question text)."""
+
+    def stream(self, prompt: str, settings: GenSettings, cancel: threading.Event,
+               messages: Any = None) -> Iterator[Piece | GenStats]:
+        import re
+
+        n = int(re.findall(r"What is (\d+) \+ 2\?", prompt)[-1])
+        self.responses = [f"So the answer is {n + 2}."]
+        self.calls = 0
+        yield from super().stream(prompt, settings, cancel, messages)
+
+
+CONFIG = RunConfig(max_rounds=3, gen=GenSettings(max_tokens=32, temperature=0.0))
+
+
+def test_sweep_stores_every_run_with_its_problem(tmp_path: Path) -> None:
+    with Store(tmp_path / "t.db") as store:
+        result = run_sweep(CONFIG, problems(4), store, problem_set="toy",
+                           backend=GoldBackend(["x"]))
+        assert len(result.run_ids) == 4 and result.skipped == 0
+        assert (result.correct, result.scored) == (4, 4)
+        runs = store.list_runs(limit=10)
+        assert {r["problem_id"] for r in runs} == {"p0", "p1", "p2", "p3"}
+        assert all(r["status"] == "finished" and r["n_rounds"] == 3 for r in runs)
+        assert all(r["policy"] == "fixed:2" and r["problem_set"] == "toy" for r in runs)
+        assert {r["level"] for r in runs} == {1, 2, 3}
+        assert len({r["sweep"] for r in runs}) == 1
+        assert len(store.problems("toy")) == 4
+
+
+def test_resume_skips_finished_and_redoes_interrupted(tmp_path: Path) -> None:
+    with Store(tmp_path / "t.db") as store:
+        backend = GoldBackend(["x"])
+        first = run_sweep(CONFIG, problems(3), store, problem_set="toy", backend=backend)
+        assert len(first.run_ids) == 3
+        second = run_sweep(CONFIG, problems(5), store, problem_set="toy", backend=backend)
+        assert second.skipped == 3 and len(second.run_ids) == 2
+        assert store.count_runs() == 5
+        # A run of p1 killed mid-way: finished rounds kept, marked interrupted.
+        rid = store.start_run(question="What is 5 + 2?", max_rounds=3, model="scripted",
+                              problem_set="toy", problem_id="p5", strategy="reanswer",
+                              policy="fixed:2")
+        store.finish_run(rid, "interrupted")
+        third = run_sweep(CONFIG, problems(6), store, problem_set="toy", backend=backend)
+        assert third.skipped == 5 and len(third.run_ids) == 1
+        redo = store.get_run(third.run_ids[0])
+        assert redo["problem_id"] == "p5" and redo["status"] == "finished"
+        # A different cap is a different configuration: nothing skipped.
+        other = RunConfig(max_rounds=2, gen=CONFIG.gen)
+        assert run_sweep(other, problems(2), store, problem_set="toy",
+                         backend=backend).skipped == 0
+
+
+class CancellingBackend(GoldBackend):
+    """Sets the cancel event in the middle of its `at`-th generation (like Ctrl-C)."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__(["x"])
+        self.at, self.n = at, 0
+
+    def stream(self, prompt: str, settings: GenSettings, cancel: threading.Event,
+               messages: Any = None) -> Iterator[Piece | GenStats]:
+        self.n += 1
+        for i, item in enumerate(super().stream(prompt, settings, cancel, messages)):
+            if self.n == self.at and i == 1:
+                cancel.set()
+            yield item
+
+
+def test_cancel_marks_run_in_flight_and_rerun_resumes(tmp_path: Path) -> None:
+    with Store(tmp_path / "t.db") as store:
+        cancel = threading.Event()
+        # 3 rounds a problem: generation 5 is round 1 of the second problem.
+        result = run_sweep(CONFIG, problems(3), store, problem_set="toy",
+                           backend=CancellingBackend(at=5), cancel=cancel)
+        assert result.cancelled and result.completed == 1
+        flight = store.get_run(result.run_ids[-1])
+        assert flight["status"] == "cancelled" and flight["problem_id"] == "p1"
+        assert len(flight["rounds"]) == 2  # round 0 kept, the cancelled round 1 recorded
+        again = run_sweep(CONFIG, problems(3), store, problem_set="toy",
+                          backend=GoldBackend(["x"]))
+        assert again.skipped == 1 and len(again.run_ids) == 2 and not again.cancelled
+        assert store.finished_problem_ids("toy", "scripted", "reanswer", "fixed:2", 3) == {
+            "p0", "p1", "p2"}
+
+
+def test_empty_problem_list_is_an_error(tmp_path: Path) -> None:
+    with Store(tmp_path / "t.db") as store, pytest.raises(ValueError, match="empty"):
+        run_sweep(CONFIG, [], store, problem_set="toy", backend=GoldBackend(["x"]))
+
+
+def test_markov_policy_without_fit_says_so(tmp_path: Path) -> None:
+    config = RunConfig(policy="markov", max_rounds=3)
+    with Store(tmp_path / "t.db") as store, pytest.raises(ValueError, match="mstui fit"):
+        run_sweep(config, problems(2), store, problem_set="toy", backend=GoldBackend(["x"]))
+
+
+def test_problem_set_name() -> None:
+    assert problem_set_name("gen:L3") == "gen:L3"
+    assert problem_set_name("/data/my-set.jsonl") == "my-set"
+
+
+def test_builtin_limit_extends_the_same_set() -> None:
+    small, _ = load_problem_set("gen", 3, 0)
+    big, _ = load_problem_set("gen", 5, 0)
+    assert [p.id for p in big[:3]] == [p.id for p in small]
+
+
+# ---- the real command line ------------------------------------------------------------------
+
+
+def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("mstui: error: "), err
+    return err[0]
+
+
+def test_cli_empty_jsonl_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    assert main(["sweep", "--problem-set", str(empty), "--db", str(tmp_path / "t.db")]) == 2
+    assert "no problems" in one_error_line(capsys)
+
+
+def test_cli_malformed_jsonl_names_line(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"question": "1+1?", "answer": "2"}) + "\n{oops\n")
+    assert main(["sweep", "--problem-set", str(bad), "--db", str(tmp_path / "t.db")]) == 2
+    assert "bad.jsonl line 2" in one_error_line(capsys)
+
+
+def test_cli_unknown_set_and_bad_db(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sweep", "--problem-set", "nosuch", "--db", str(tmp_path / "t.db")]) == 2
+    assert "unknown problem set" in one_error_line(capsys)
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not sqlite at all" * 100)
+    assert main(["sweep", "--problem-set", "gen", "--limit", "2", "--db", str(junk)]) == 2
+    one_error_line(capsys)
+
+
+def test_cli_sweep_end_to_end_on_tiny_gguf(tmp_path: Path, tiny_gguf: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "t.db"
+    argv = ["sweep", "--problem-set", "gen", "--model", str(tiny_gguf), "--max-tokens", "8",
+            "--limit", "3", "--max-rounds", "2", "--db", str(db), "--concurrency", "4",
+            "--gpu-layers", "0"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "3 run(s) this time, 0 already done" in captured.out
+    assert "--concurrency 4 ignored" in captured.err
+    with Store(db) as store:
+        runs = store.list_runs()
+        assert len(runs) == 3 and all(r["status"] == "finished" for r in runs)
+        assert all(r["model"] == "tiny.gguf" and r["problem_set"] == "gen" for r in runs)
+        assert all(len(store.rounds_of(r["id"])) == 2 for r in runs)
+    assert main(argv) == 0  # resumed: nothing left to do
+    assert "0 run(s) this time, 3 already done" in capsys.readouterr().out

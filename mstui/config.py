@@ -12,7 +12,9 @@ class RunConfig:
     """Everything needed to start a run; validated by `validate()` with one-line errors."""
 
     model: str | None = None  # path, name in models/, or None for the default model
-    backend: str = "llama"  # "llama" (in-process) or "scripted"
+    backend: str = "llama"  # "llama" (in-process) or "openai" (any OpenAI-compatible server)
+    base_url: str | None = None  # the server's URL, for backend "openai"
+    api_key: str | None = None
     strategy: str = "reanswer"
     prompt_format: str = "fewshot"
     policy: str = "fixed"
@@ -30,6 +32,10 @@ class RunConfig:
         if self.max_rounds < 1:
             raise ValueError(f"--max-rounds must be at least 1 (got {self.max_rounds})")
         check_strategy(self.strategy)
+        if self.backend not in ("llama", "openai"):
+            raise ValueError(f"unknown backend {self.backend!r}; choose llama or openai")
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError("--backend openai needs --base-url (e.g. http://127.0.0.1:8080/v1)")
         if self.prompt_format not in FORMATS:
             raise ValueError(f"unknown prompt format {self.prompt_format!r}; choose one of: "
                              f"{', '.join(FORMATS)}")

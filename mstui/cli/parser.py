@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import NoReturn
 
@@ -31,7 +32,15 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model", metavar="PATH|NAME",
                    help="a .gguf path, or a file name in models/ (default: the embedded "
-                        "SmolLM2-135M-Instruct Q4_1)")
+                        "SmolLM2-135M-Instruct Q4_1); with --backend openai, the server's model "
+                        "name (default: the first it lists)")
+    g.add_argument("--backend", choices=("llama", "openai"), default="llama",
+                   help="llama: llama.cpp in this process (default); openai: any "
+                        "OpenAI-compatible server (llama-server, vLLM, SGLang, llama_cpp.server)")
+    g.add_argument("--base-url", metavar="URL",
+                   help="the server's API root for --backend openai, e.g. http://127.0.0.1:8080/v1")
+    g.add_argument("--api-key", metavar="KEY", default=None,
+                   help="API key for --backend openai (default: $OPENAI_API_KEY, else none)")
     g.add_argument("--ctx", type=int, metavar="N",
                    help="context window in tokens (default: the model's, at most 4096)")
     g.add_argument("--gpu-layers", type=int, default=-1, metavar="N",
@@ -79,6 +88,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
                       logprobs=args.logprobs)
     return RunConfig(
         model=args.model,
+        backend=args.backend,
+        base_url=args.base_url,
+        api_key=args.api_key or os.environ.get("OPENAI_API_KEY"),
         strategy=args.strategy,
         prompt_format=args.prompt_format,
         policy=args.policy,

@@ -18,7 +18,7 @@ from mstui.core.loop import (
     run_refinement,
 )
 from mstui.core.types import Decision, RoundRecord
-from mstui.engine.models import resolve_model
+from mstui.engine.factory import model_label, open_backend
 from mstui.runner import build_run, needs_fit
 from mstui.session import RunRecorder, find_fit
 from mstui.store import Store, default_db_path
@@ -63,9 +63,14 @@ def cmd_run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     config = config_from_args(args)
     store = None if args.no_store else open_store(args.db)
     found = None
+    backend = None
+    label = model_label(config)
+    if label is None:  # a server picks its model: connect first (cheap), then look for a fit
+        backend = open_backend(config)
+        label = backend.info.model
     if store is not None and needs_fit(config.policy_spec):
-        found = find_fit(store, resolve_model(config.model).name, config.strategy, None)
-    run = build_run(config, gold=args.gold, fit=found.fit if found else None,
+        found = find_fit(store, label, config.strategy, None)
+    run = build_run(config, gold=args.gold, backend=backend, fit=found.fit if found else None,
                     obs_model=found.obs_model if found else None)
     if not args.json:
         print(f"model: {run.backend.info.model} · {run.backend.info.offload_text} · "
@@ -101,6 +106,9 @@ def cmd_run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             _report(pending, event.decision, args.json, out)
             pending = None
         elif isinstance(event, RunFinished) and not args.json:
+            if getattr(run.backend, "usage_reported", None) is False:
+                print("\nnote: the server reported no token usage; token counts are estimated "
+                      "locally (completion: streamed pieces, prompt: characters / 4)", file=out)
             print(f"\nfinal answer: {event.final_answer} after {len(event.rounds)} round(s)"
                   + (f" ({'correct' if event.final_correct else 'wrong'})"
                      if event.final_correct is not None else "")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import queue
 import signal
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -95,18 +97,19 @@ def problem_set_name(spec: str) -> str:
 
 def run_sweep(config: RunConfig, problems: Sequence[Problem], store: Store, *,
               problem_set: str, backend: Backend | None = None,
-              cancel: threading.Event | None = None,
+              cancel: threading.Event | None = None, concurrency: int = 1,
               on_start: Callable[[SweepProgress], None] | None = None,
               on_progress: Callable[[SweepProgress], None] | None = None) -> SweepResult:
-    """Run `problems` one after another with one loaded backend; every run is stored.
+    """Run `problems` with one loaded backend; every run is stored as it goes.
 
     Problems already finished in this configuration are skipped (resume); interrupted,
-    cancelled and failed ones are run again. Setting `cancel` stops the run in flight at the
-    next token (it is stored as cancelled) and ends the sweep.
+    cancelled and failed ones are run again. Setting `cancel` stops the runs in flight at the
+    next token (they are stored as cancelled) and ends the sweep. With a remote backend,
+    `concurrency` questions are in flight at once (rounds within a question stay sequential);
+    this thread stays the only writer to the store.
     """
-    from mstui.core.loop import RoundFinished, RunFinished, run_refinement
     from mstui.runner import build_run, needs_fit
-    from mstui.session import RunRecorder, find_fit
+    from mstui.session import find_fit
 
     if not problems:
         raise ValueError(f"problem set {problem_set!r} is empty; nothing to sweep")
@@ -131,48 +134,143 @@ def run_sweep(config: RunConfig, problems: Sequence[Problem], store: Store, *,
     progress = SweepProgress(total=len(todo))
     if on_start:
         on_start(progress)
-    for problem in todo:
-        if cancel.is_set():
-            result.cancelled = True
-            break
-        recorder = RunRecorder(store, config, run.backend, question=problem.question,
-                               gold=problem.answer, problem_set=problem_set,
-                               problem_id=problem.id, level=problem.level,
-                               fit_id=found.id if found else None, policy=run.policy.spec,
-                               sweep=result.sweep_id)
-        result.run_ids.append(recorder.run_id)
-        finished: RunFinished | None = None
-        try:
-            for event in run_refinement(problem.question, backend=run.backend,
-                                        prompter=run.prompter, policy=run.policy,
-                                        max_rounds=config.max_rounds, settings=config.gen,
-                                        gold=problem.answer, cancel=cancel):
-                recorder.handle(event)
-                if isinstance(event, RunFinished):
-                    finished = event
-                elif isinstance(event, RoundFinished):
-                    progress.completion_tokens += event.record.completion_tokens
-        except BaseException:
-            store.finish_run(recorder.run_id, "interrupted", "the sweep was stopped mid-run")
-            raise
-        if finished is None:  # the loop always ends with RunFinished; stay safe
-            store.finish_run(recorder.run_id, "interrupted", "the run ended without finishing")
-            continue
-        if finished.reason == "cancelled":
-            result.cancelled = True
-            break
-        if finished.reason == "error":
-            result.errors.append(f"{problem.id}: {finished.error}")
-        progress.done += 1
-        if finished.final_correct is not None:
-            progress.scored += 1
-            progress.correct += int(finished.final_correct)
-        if on_progress:
-            on_progress(progress)
+    sweep = _Sweep(config, run, store, result, progress, cancel, found.id if found else None,
+                   on_progress)
+    if run.backend.info.backend != "openai":
+        concurrency = 1  # an in-process model answers from the one thread that loaded it
+    if concurrency > 1:
+        sweep.parallel(todo, concurrency)
+    else:
+        sweep.sequential(todo)
     result.correct, result.scored = progress.correct, progress.scored
     result.completed = progress.done
     result.completion_tokens = progress.completion_tokens
     return result
+
+
+_DONE = object()  # a worker's last item for its problem
+
+
+class _Sweep:
+    """Runs problems and records them; all store writes happen on the calling thread."""
+
+    def __init__(self, config: RunConfig, run: Any, store: Store, result: SweepResult,
+                 progress: SweepProgress, cancel: threading.Event, fit_id: int | None,
+                 on_progress: Callable[[SweepProgress], None] | None) -> None:
+        self.config, self.run, self.store = config, run, store
+        self.result, self.progress, self.cancel = result, progress, cancel
+        self.fit_id, self.on_progress = fit_id, on_progress
+
+    def _events(self, problem: Problem) -> Any:
+        from mstui.core.loop import run_refinement
+
+        return run_refinement(problem.question, backend=self.run.backend,
+                              prompter=self.run.prompter, policy=self.run.policy,
+                              max_rounds=self.config.max_rounds, settings=self.config.gen,
+                              gold=problem.answer, cancel=self.cancel)
+
+    def _start(self, problem: Problem) -> Any:
+        from mstui.session import RunRecorder
+
+        recorder = RunRecorder(self.store, self.config, self.run.backend,
+                               question=problem.question, gold=problem.answer,
+                               problem_set=self.result.problem_set, problem_id=problem.id,
+                               level=problem.level, fit_id=self.fit_id,
+                               policy=self.run.policy.spec, sweep=self.result.sweep_id)
+        self.result.run_ids.append(recorder.run_id)
+        return recorder
+
+    def _record(self, recorder: Any, event: Any) -> Any:
+        """Store one event; the RunFinished event when it is the last."""
+        from mstui.core.loop import RoundFinished, RunFinished
+
+        recorder.handle(event)
+        if isinstance(event, RoundFinished):
+            self.progress.completion_tokens += event.record.completion_tokens
+        return event if isinstance(event, RunFinished) else None
+
+    def _finish(self, problem: Problem, recorder: Any, finished: Any) -> None:
+        if finished is None:  # the loop always ends with RunFinished; stay safe
+            self.store.finish_run(recorder.run_id, "interrupted", "the run ended without finishing")
+            return
+        if finished.reason == "cancelled":
+            self.result.cancelled = True
+            return
+        if finished.reason == "error":
+            self.result.errors.append(f"{problem.id}: {finished.error}")
+        self.progress.done += 1
+        if finished.final_correct is not None:
+            self.progress.scored += 1
+            self.progress.correct += int(finished.final_correct)
+        if self.on_progress:
+            self.on_progress(self.progress)
+
+    def sequential(self, todo: Sequence[Problem]) -> None:
+        """One problem after another on this thread (the in-process model's thread)."""
+        for problem in todo:
+            if self.cancel.is_set():
+                self.result.cancelled = True
+                return
+            recorder = self._start(problem)
+            finished = None
+            try:
+                for event in self._events(problem):
+                    finished = self._record(recorder, event) or finished
+            except BaseException:
+                self.store.finish_run(recorder.run_id, "interrupted",
+                                      "the sweep was stopped mid-run")
+                raise
+            self._finish(problem, recorder, finished)
+            if self.result.cancelled:
+                return
+
+    def parallel(self, todo: Sequence[Problem], concurrency: int) -> None:
+        """`concurrency` problems in flight on worker threads, which only generate; their events
+        come back through a queue to this thread, which writes them in order per run."""
+        events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        pending = iter(todo)
+        in_flight: dict[str, tuple[Problem, Any, Any]] = {}
+
+        def work(problem: Problem) -> None:
+            try:
+                for event in self._events(problem):
+                    events.put((problem.id, event))
+            except BaseException as exc:  # reported on the writer thread
+                events.put((problem.id, exc))
+            finally:
+                events.put((problem.id, _DONE))
+
+        def launch(pool: ThreadPoolExecutor) -> None:
+            problem = next(pending, None)
+            if problem is None or self.cancel.is_set():
+                return
+            in_flight[problem.id] = (problem, self._start(problem), None)
+            pool.submit(work, problem)
+
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="sweep") as pool:
+            try:
+                for _ in range(concurrency):
+                    launch(pool)
+                while in_flight:
+                    pid, item = events.get()
+                    problem, recorder, finished = in_flight[pid]
+                    if item is _DONE:
+                        del in_flight[pid]
+                        self._finish(problem, recorder, finished)
+                        launch(pool)
+                    elif isinstance(item, BaseException):
+                        self.result.errors.append(f"{pid}: {type(item).__name__}: {item}")
+                    else:
+                        finished = self._record(recorder, item) or finished
+                        in_flight[pid] = (problem, recorder, finished)
+            except BaseException:
+                self.cancel.set()  # let the workers stop at their next token
+                for _, recorder, _ in in_flight.values():
+                    self.store.finish_run(recorder.run_id, "interrupted",
+                                          "the sweep was stopped mid-run")
+                raise
+        if self.cancel.is_set():
+            self.result.cancelled = True
 
 
 def cmd_sweep(args: argparse.Namespace, out: TextIO | None = None) -> int:
@@ -188,9 +286,9 @@ def cmd_sweep(args: argparse.Namespace, out: TextIO | None = None) -> int:
     if args.concurrency < 1:
         raise ValueError(f"--concurrency must be at least 1 (got {args.concurrency})")
     err = sys.stderr
-    if args.concurrency > 1:
+    if args.concurrency > 1 and config.backend == "llama":
         print(f"mstui: note: --concurrency {args.concurrency} ignored: the in-process llama.cpp "
-              "backend answers one question at a time (remote backends will fan out)", file=err)
+              "model answers one question at a time (use --backend openai to fan out)", file=err)
     problems, warnings = load_problem_set(args.problem_set, args.limit, args.problem_seed,
                                           on_error=args.on_bad_line)
     for w in warnings:
@@ -202,7 +300,7 @@ def cmd_sweep(args: argparse.Namespace, out: TextIO | None = None) -> int:
     cancel = threading.Event()
     previous = _install_sigint(cancel)
     try:
-        result = _sweep_with_bar(config, problems, store, name, cancel, err)
+        result = _sweep_with_bar(config, problems, store, name, cancel, err, args.concurrency)
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
@@ -238,7 +336,7 @@ def _install_sigint(cancel: threading.Event) -> Any:
 
 
 def _sweep_with_bar(config: RunConfig, problems: Sequence[Problem], store: Store, name: str,
-                    cancel: threading.Event, err: TextIO) -> SweepResult:
+                    cancel: threading.Event, err: TextIO, concurrency: int) -> SweepResult:
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -268,4 +366,4 @@ def _sweep_with_bar(config: RunConfig, problems: Sequence[Problem], store: Store
 
     with bar:
         return run_sweep(config, problems, store, problem_set=name, cancel=cancel,
-                         on_start=start, on_progress=step)
+                         concurrency=concurrency, on_start=start, on_progress=step)

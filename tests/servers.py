@@ -26,7 +26,9 @@ class Server:
         self.log = log.open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host",
-             "127.0.0.1", "--port", str(self.port), "--n_ctx", "2048", *extra],
+             "127.0.0.1", "--port", str(self.port), "--n_ctx", "2048",
+             # Queue concurrent requests; by default this server cuts the running stream short.
+             "--interrupt_requests", "False", *extra],
             stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

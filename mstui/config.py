@@ -22,6 +22,7 @@ class RunConfig:
     price: float = 0.0  # κ for the markov policy
     ctx: int | None = None
     gpu_layers: int = -1
+    threads: int | None = None  # llama.cpp threads; None = every core
     logprobs: bool = False
     gen: GenSettings = field(default_factory=GenSettings)
 
@@ -45,6 +46,8 @@ class RunConfig:
             raise ValueError(f"--temperature must be between 0 and 5 (got {self.gen.temperature})")
         if self.price < 0:
             raise ValueError(f"--price must be 0 or more (got {self.price})")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"--threads must be at least 1 (got {self.threads})")
         if self.ctx is not None and self.ctx < 16:
             raise ValueError(f"--ctx must be at least 16 tokens (got {self.ctx})")
         return self

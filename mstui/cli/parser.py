@@ -45,6 +45,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                    help="context window in tokens (default: the model's, at most 4096)")
     g.add_argument("--gpu-layers", type=int, default=-1, metavar="N",
                    help="layers to offload to the GPU; -1 = all (default), 0 = CPU only")
+    g.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads for llama.cpp (default: every core; fewer helps when the "
+                        "machine is busy with other work)")
 
 
 def add_db_option(p: argparse.ArgumentParser) -> None:
@@ -98,6 +101,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         price=args.price,
         ctx=args.ctx,
         gpu_layers=args.gpu_layers,
+        threads=args.threads,
         logprobs=args.logprobs,
         gen=gen,
     ).validate()

@@ -14,7 +14,8 @@ def open_backend(config: RunConfig) -> Backend:
 
         path = resolve_model(config.model)
         return LlamaBackend(path, n_ctx=config.ctx, n_gpu_layers=config.gpu_layers,
-                            logits_all=config.logprobs, seed=config.gen.seed)
+                            n_threads=config.threads, logits_all=config.logprobs,
+                            seed=config.gen.seed)
     if config.backend == "openai":
         from mstui.engine.openai_backend import OpenAIBackend
 

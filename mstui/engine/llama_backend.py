@@ -262,9 +262,3 @@ class LlamaBackend:
         with contextlib.suppress(Exception):
             self.llm.close()
 
-
-def load_llama(path: Path, *, logprobs: bool, n_ctx: int | None = None,
-               n_gpu_layers: int = -1, seed: int = 0) -> LlamaBackend:
-    """Load a model for the refinement loop (the caller's thread becomes its owner)."""
-    return LlamaBackend(path, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, logits_all=logprobs,
-                        seed=seed)

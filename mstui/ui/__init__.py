@@ -1,0 +1,1 @@
+"""The Textual terminal UI: live runs, step-through, trace replay with what-if, and fits."""

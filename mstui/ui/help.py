@@ -1,0 +1,103 @@
+"""The help screen (`?`): every key of every screen, in one place."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.table import Table
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    (
+        "everywhere",
+        (
+            ("t", "traces: browse, search and replay stored runs"),
+            ("f", "fit: chain fits per scope, checks, refit"),
+            ("?", "this help"),
+            ("q", "quit"),
+            ("ctrl+p", "command palette"),
+        ),
+    ),
+    (
+        "live",
+        (
+            ("/", "type a question (Enter runs it)"),
+            ("n", "next problem of the set"),
+            ("l", "cycle the generated problems' level"),
+            ("r", "run the question"),
+            ("p", "cycle the policy (auto = markov when a fit exists, else fixed)"),
+            ("[ ]", "N_max − / +"),
+            ("Esc", "cancel the round in flight"),
+        ),
+    ),
+    (
+        "step-through",
+        (
+            ("s", "step mode on/off: pause before every decision"),
+            ("space", "step: accept the decision, pause at the next"),
+            ("c", "force continue (stored as your override)"),
+            ("x", "force stop (stored as your override)"),
+            ("e", "run to end (leave step mode)"),
+            ("1", "breakpoint: the decision flips"),
+            ("2", "breakpoint: the answer changes"),
+            ("3", "breakpoint: belief q_t crosses 0.5 / 0.7 / 0.9 / off"),
+        ),
+    ),
+    (
+        "traces",
+        (
+            (
+                "/",
+                "filter and search: words search responses; model:, set:, policy:, "
+                "status:, correct:yes|no, since:DATE",
+            ),
+            ("Enter", "replay the selected run"),
+            ("[ ]", "previous / next page"),
+            ("Esc", "back"),
+        ),
+    ),
+    (
+        "replay",
+        (
+            ("← →", "previous / next round"),
+            ("w", "what-if with the inputs below"),
+            ("W", "the same what-if over every stored run of this problem set"),
+            ("Esc", "back"),
+        ),
+    ),
+    (
+        "fit",
+        (
+            ("Enter", "show a scope's fit, checks and accuracy per round"),
+            ("r", "refit the selected scope from stored rounds"),
+            ("Esc", "back"),
+        ),
+    ),
+)
+
+
+class HelpScreen(ModalScreen[None]):
+    """A scrollable list of keys; any of Esc, q or ? closes it."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,question_mark", "dismiss", "Close")]
+
+    def compose(self) -> ComposeResult:
+        """One table per screen."""
+        with VerticalScroll(id="help"):
+            for title, keys in KEYS:
+                table = Table(
+                    title=title,
+                    show_header=False,
+                    box=None,
+                    title_justify="left",
+                    title_style="bold",
+                )
+                table.add_column(style="bold cyan", width=8)
+                table.add_column()
+                for key, what in keys:
+                    table.add_row(key, what)
+                yield Static(table)

@@ -1,0 +1,357 @@
+"""The live screen: ask a question, watch rounds stream, see q_t and each decision, step through."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import TYPE_CHECKING, ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Footer, Input, Static
+
+from mstui.core.problems import Problem
+from mstui.core.types import Decision, RoundRecord
+from mstui.ui import messages as m
+from mstui.ui.picker import ProblemPicker
+from mstui.ui.widgets import DecisionPanel, ProbPanel, RoundStrip, StreamView, mark
+from mstui.ui.worker import RunRequest, one_line
+
+if TYPE_CHECKING:
+    from mstui.ui.app import MstuiApp
+
+POLICIES = ("auto", "markov", "fixed", "repeat", "none", "gate", "oracle")
+THRESHOLDS = (None, 0.5, 0.7, 0.9)
+DRAIN_SECONDS = 1 / 30  # how often streamed tokens are moved to the screen
+
+
+class LiveScreen(Screen[None]):
+    """The default screen. It talks to the model only through the app's ModelWorker."""
+
+    AUTO_FOCUS = ""  # keys drive the screen; `/` focuses the question box
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("r", "run", "Run"),
+        Binding("n", "next_problem", "Next problem"),
+        Binding("l", "level", "Level"),
+        Binding("p", "policy", "Policy"),
+        Binding("s", "step_mode", "Step mode"),
+        Binding("space", "step", "Step"),
+        Binding("c", "force('continue')", "Force cont."),
+        Binding("x", "force('stop')", "Force stop"),
+        Binding("e", "run_to_end", "Run to end"),
+        Binding("escape", "cancel", "Cancel"),
+        Binding("left_square_bracket", "rounds(-1)", "N_max −", show=False),
+        Binding("right_square_bracket", "rounds(1)", "N_max +", show=False),
+        Binding("1", "breakpoint('flip')", "BP flip", show=False),
+        Binding("2", "breakpoint('answer')", "BP answer", show=False),
+        Binding("3", "breakpoint('threshold')", "BP belief", show=False),
+        Binding("slash", "focus_question", "Type question", show=False),
+    ]
+
+    def __init__(self, picker: ProblemPicker, question: str | None = None) -> None:
+        super().__init__()
+        self.picker = picker
+        self.problem: Problem | None = None
+        self.initial_question = question or ""
+        self.records: list[RoundRecord] = []
+        self.decisions: list[Decision] = []
+        self.run_id: int | None = None
+        self.streaming: int | None = None
+        self.model_text = "starting…"
+        self.pieces_seen = 0
+        self._first_token: float | None = None
+        self._round_pieces = 0
+        self._timer: Timer | None = None
+
+    @property
+    def mstui(self) -> MstuiApp:
+        """The app, typed."""
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        """Question on top, stream and panels in the middle, rounds strip and status below."""
+        yield Input(
+            self.initial_question,
+            id="question",
+            placeholder="type a question and press Enter · or press n for a problem",
+        )
+        yield Static("", id="problem-info")
+        with Horizontal(id="main"):
+            with Vertical(id="left"):
+                yield StreamView(id="stream")
+                yield Static("", id="round-stats")
+            with Vertical(id="right"):
+                yield ProbPanel(id="prob")
+                yield DecisionPanel(id="decision")
+        yield RoundStrip(id="strip")
+        yield Static("", id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        """Empty panels and a paused drain timer (it runs only while a run streams)."""
+        self.query_one("#stream", StreamView).border_title = "round text"
+        self.query_one("#prob", ProbPanel).border_title = "probability"
+        self.query_one("#decision", DecisionPanel).border_title = "decision"
+        self.query_one(DecisionPanel).show(None)
+        self.query_one(RoundStrip).show([], [])
+        self._problem_info()
+        self._timer = self.set_interval(DRAIN_SECONDS, self.drain, pause=True)
+        self.refresh_status()
+
+    # ---- status --------------------------------------------------------------------------------
+
+    def refresh_status(self) -> None:
+        """Model, policy, N_max, step mode and breakpoints on one line."""
+        app = self.mstui
+        w = app.worker
+        step = "STEP" if w.step_mode else "run"
+        policy = app.policy
+        if app.policy_label != app.policy:
+            policy += f"→{app.policy_label}"
+        line = (
+            f"{self.model_text} │ policy {policy} · N_max {app.config.max_rounds} · "
+            f"κ {app.config.price:g} │ {step} · bp {w.breakpoints.describe()}"
+        )
+        if w.paused:
+            line += " │ ⏸ paused: space step · c continue · x stop · e run to end"
+        self.query_one("#status", Static).update(Text(line))
+
+    def _problem_info(self) -> None:
+        p = self.problem
+        if p is None:
+            text = f"problems: {self.picker.set_name} ({self.picker.level_label}; l to change)"
+        else:
+            text = f"{self.picker.set_name} #{p.id} · level {p.level or '—'} · gold {p.answer}"
+        self.query_one("#problem-info", Static).update(Text(text, style="dim"))
+
+    # ---- worker messages (forwarded by the app) ------------------------------------------------
+
+    def apply(self, msg: Message) -> None:
+        """Update the panels from one worker message."""
+        if isinstance(msg, m.ModelLoading):
+            self.model_text = f"loading model {msg.model}…"
+        elif isinstance(msg, m.ModelReady):
+            self.model_text = f"{msg.model} · {msg.backend} · {msg.offload}"
+        elif isinstance(msg, m.ModelFailed):
+            self.model_text = f"model failed: {msg.error}"
+            self.app.notify(msg.error, title="model", severity="error", timeout=10)
+        elif isinstance(msg, m.RunBegan):
+            self._run_began(msg)
+        elif isinstance(msg, m.RoundBegan):
+            self.drain()
+            self._start_round(msg.index)
+        elif isinstance(msg, m.RoundDone):
+            self.drain()
+            self._round_done(msg.record)
+        elif isinstance(msg, m.DecisionReady | m.Paused):
+            self.drain()
+            self.query_one(ProbPanel).show(msg.view)
+            if isinstance(msg, m.DecisionReady):
+                self.decisions.append(msg.decision)
+                self.query_one(DecisionPanel).show(msg.decision)
+            else:
+                self.query_one(DecisionPanel).show(msg.decision, note=msg.why)
+            self._strip()
+        elif isinstance(msg, m.RunDone):
+            self.drain()
+            self._run_done(msg)
+        self.refresh_status()
+
+    def _run_began(self, msg: m.RunBegan) -> None:
+        self.records, self.decisions, self.run_id = [], [], msg.run_id
+        self.mstui.policy_label = msg.policy
+        self.query_one(DecisionPanel).show(None)
+        self._strip()
+        if self._timer is not None:
+            self._timer.resume()
+
+    def _start_round(self, index: int) -> None:
+        self.streaming = index
+        self._first_token = None
+        self._round_pieces = 0
+        self.query_one(StreamView).reset(index)
+        self._strip()
+
+    def drain(self) -> None:
+        """Move streamed tokens to the screen: every piece, in order, at most ~30 times a second."""
+        pieces = self.mstui.worker.tokens.drain()
+        if not pieces:
+            return
+        view = self.query_one(StreamView)
+        now = time.perf_counter()
+        batch: list[str] = []
+        for index, text in pieces:
+            if index != view.index:  # tokens of a new round can arrive before its RoundBegan
+                view.append(batch)
+                batch = []
+                self._start_round(index)
+            batch.append(text)
+        view.append(batch)
+        self.pieces_seen += len(pieces)
+        self._round_pieces += len(pieces)
+        if self._first_token is None:
+            self._first_token = now
+        stats = f"round {view.index} streaming · {self._round_pieces} tok"
+        if self.mstui.show_timings and now > self._first_token:
+            stats += f" · {self._round_pieces / (now - self._first_token):.0f} tok/s"
+        self.query_one("#round-stats", Static).update(stats)
+
+    def _round_done(self, r: RoundRecord) -> None:
+        self.records.append(r)
+        self.streaming = None
+        view = self.query_one(StreamView)
+        if view.index != r.index or view.text != r.response:
+            view.show(r.index, r.response)  # e.g. a round with no tokens at all
+        speed = f" · {r.tokens_per_second:.0f} tok/s" if self.mstui.show_timings else ""
+        answer = r.answer_text if r.answer_text is not None else "(no answer found)"
+        self.query_one("#round-stats", Static).update(
+            Text(
+                f"round {r.index}: answer {answer} {mark(r.correct)} [{r.extraction_rule}] · "
+                f"{r.completion_tokens} tok{speed} · prompt {r.prompt_tokens} tok "
+                f"({r.cached_tokens} cached) · {r.finish_reason}"
+            )
+        )
+        if r.finish_reason == "cancelled":
+            self.app.notify(f"round {r.index} cancelled", severity="warning")
+        elif r.finish_reason == "error":
+            self.app.notify(r.error or "the round failed", title="round", severity="error")
+        self._strip()
+
+    def _run_done(self, msg: m.RunDone) -> None:
+        if self._timer is not None:
+            self._timer.pause()
+        if msg.reason == "error" and not self.records:
+            return
+        where = f" · stored as run {msg.run_id}" if msg.run_id is not None else ""
+        ok = f" {mark(msg.final_correct)}" if msg.final_correct is not None else ""
+        self.app.notify(
+            f"final answer {msg.final_answer}{ok} after {msg.rounds} round(s){where}",
+            title=f"run {msg.reason}",
+        )
+        self._strip()
+
+    def _strip(self) -> None:
+        self.query_one(RoundStrip).show(self.records, self.decisions, live=self.streaming)
+
+    # ---- actions -------------------------------------------------------------------------------
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter in the question box runs it."""
+        self.set_focus(None)
+        self.action_run()
+
+    def action_focus_question(self) -> None:
+        """Focus the question box."""
+        self.query_one("#question", Input).focus()
+
+    def action_run(self) -> None:
+        """Run the question in the box (with its gold when it is the loaded problem)."""
+        q = self.query_one("#question", Input).value.strip()
+        if not q:
+            self.app.notify("type a question (/) or press n for a generated problem")
+            return
+        p = self.problem if self.problem and self.problem.question == q else None
+        app = self.mstui
+        req = RunRequest(
+            q,
+            gold=p.answer if p else None,
+            problem_set=self.picker.set_name if p else None,
+            problem_id=p.id if p else None,
+            level=p.level if p else None,
+            config=app.run_config(),
+            auto_policy=app.policy == "auto",
+        )
+        if not app.worker.submit(req):
+            self.app.notify("a run is in progress; Esc cancels it", severity="warning")
+
+    def action_next_problem(self) -> None:
+        """Load the next problem of the set into the question box."""
+        try:
+            self.problem = self.picker.next()
+        except Exception as exc:  # a bad problem file: say so, keep going
+            self.app.notify(one_line(exc), severity="error")
+            return
+        self.query_one("#question", Input).value = self.problem.question
+        self._problem_info()
+
+    def action_level(self) -> None:
+        """Cycle the built-in generator's level."""
+        if not self.picker.builtin:
+            self.app.notify("levels apply to the built-in generated problems only")
+            return
+        self.picker.cycle_level()
+        self.problem = None
+        self._problem_info()
+
+    def action_policy(self) -> None:
+        """Cycle the policy (auto = markov when a fit exists, else fixed)."""
+        app = self.mstui
+        app.policy = (
+            POLICIES[(POLICIES.index(app.policy) + 1) % len(POLICIES)]
+            if app.policy in POLICIES
+            else "auto"
+        )
+        app.policy_label = app.policy
+        self.refresh_status()
+
+    def action_rounds(self, delta: int) -> None:
+        """Change N_max, the cap on total rounds."""
+        app = self.mstui
+        app.config = dataclasses.replace(
+            app.config, max_rounds=max(1, app.config.max_rounds + delta)
+        )
+        self.refresh_status()
+
+    def action_step_mode(self) -> None:
+        """Toggle pausing before every decision."""
+        w = self.mstui.worker
+        w.step_mode = not w.step_mode
+        self.refresh_status()
+
+    def action_step(self) -> None:
+        """Let the paused decision take effect and pause at the next one."""
+        if not self.mstui.worker.command("step"):
+            self.app.notify("not paused (s turns step mode on)")
+
+    def action_force(self, action: str) -> None:
+        """Force continue/stop: now when paused, else on the next decision."""
+        if not self.mstui.worker.command(action):
+            self.app.notify("no run in progress")
+        elif not self.mstui.worker.paused:
+            self.app.notify(f"will force {action} at the next decision")
+
+    def action_run_to_end(self) -> None:
+        """Leave step mode and let the run finish on its own."""
+        w = self.mstui.worker
+        w.step_mode = False
+        w.command("run")
+        self.refresh_status()
+
+    def action_breakpoint(self, kind: str) -> None:
+        """Toggle a breakpoint: 1 decision flips, 2 answer changes, 3 belief threshold (cycles)."""
+        bp = self.mstui.worker.breakpoints
+        if kind == "flip":
+            bp.flip = not bp.flip
+        elif kind == "answer":
+            bp.answer_change = not bp.answer_change
+        else:
+            bp.threshold = (
+                THRESHOLDS[(THRESHOLDS.index(bp.threshold) + 1) % len(THRESHOLDS)]
+                if bp.threshold in THRESHOLDS
+                else None
+            )
+        self.refresh_status()
+
+    def action_cancel(self) -> None:
+        """Esc: cancel the round in flight at once (or leave the question box)."""
+        w = self.mstui.worker
+        if isinstance(self.focused, Input):
+            self.set_focus(None)
+        if w.busy:
+            w.cancel()
+            self.app.notify("cancelling…", severity="warning", timeout=2)

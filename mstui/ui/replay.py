@@ -1,0 +1,224 @@
+"""Replay a stored run round by round with the live panels, and ask what-if of other policies."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Static
+
+from mstui.core.types import Decision, RoundRecord
+from mstui.ui.view import SetWhatIf, WhatIf, prob_view, set_what_if, what_if
+from mstui.ui.widgets import DecisionPanel, ProbPanel, RoundStrip, StreamView, mark
+from mstui.ui.worker import one_line
+
+if TYPE_CHECKING:
+    from mstui.ui.app import MstuiApp
+
+
+class ReplayScreen(Screen[None]):
+    """The panels of the live view fed from stored rows; ← → move between rounds."""
+
+    AUTO_FOCUS = ""
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "back", "Back"),
+        Binding("left", "move(-1)", "Prev round"),
+        Binding("right", "move(1)", "Next round"),
+        Binding("w", "what_if", "What-if"),
+        Binding("W", "what_if_set", "What-if (set)"),
+    ]
+
+    def __init__(self, run_id: int) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.run: dict[str, Any] | None = None
+        self.rounds: list[RoundRecord] = []
+        self.decisions: dict[int, Decision] = {}
+        self.cursor = 0
+        self.last_what_if: WhatIf | None = None
+        self.last_set: SetWhatIf | None = None
+
+    @property
+    def mstui(self) -> MstuiApp:
+        """The app, typed."""
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        """Question, stream/panels, strip, what-if inputs and result."""
+        yield Static("loading…", id="replay-question")
+        with Horizontal(id="main"):
+            with Vertical(id="left"):
+                yield StreamView(id="stream")
+                yield Static("", id="round-stats")
+            with Vertical(id="right"):
+                yield ProbPanel(id="prob")
+                yield DecisionPanel(id="decision")
+        yield RoundStrip(id="strip")
+        with Horizontal(id="whatif-row"):
+            yield Input(id="wi-policy", placeholder="policy, e.g. markov, fixed:2, repeat")
+            yield Input(id="wi-price", placeholder="κ (price per token)")
+            yield Input(id="wi-rounds", placeholder="N_max")
+        yield Static(
+            "w: what-if with these inputs · W: over every stored run of this set", id="whatif"
+        )
+        yield Footer()
+
+    def on_mount(self) -> None:
+        """Load the run in a thread (never block the UI on the database)."""
+        self.query_one("#prob", ProbPanel).border_title = "probability (as stored)"
+        self.query_one("#decision", DecisionPanel).border_title = "decision (as stored)"
+        self.query_one("#whatif", Static).border_title = "what-if"
+        self.run_worker(self._fetch, thread=True, exclusive=True, group="replay")
+
+    def _fetch(self) -> None:
+        try:
+            run = self.mstui.traces.run(self.run_id)
+        except Exception as exc:
+            self.app.call_from_thread(self.app.notify, one_line(exc), severity="error")
+            return
+        self.app.call_from_thread(self.loaded, run)
+
+    def loaded(self, run: dict[str, Any]) -> None:
+        """Show a run fetched by TraceService.run."""
+        self.run = run
+        self.rounds = list(run["rounds"])
+        self.decisions = {d.round: d for d in run["decisions"]}
+        gold = f" · gold {run['gold']}" if run.get("gold") is not None else ""
+        self.query_one("#replay-question", Static).update(
+            Text(
+                f"run {run['id']} · {run.get('model')} · {run.get('problem_set')} "
+                f"{run.get('problem_id') or ''} · policy {run.get('policy')} · {run.get('status')}"
+                f"{gold}\n{run['question']}"
+            )
+        )
+        self.query_one("#wi-policy", Input).value = str(run.get("policy") or "fixed:1")
+        price = (run.get("settings") or {}).get("price", 0.0)
+        self.query_one("#wi-price", Input).value = f"{float(price or 0.0):g}"
+        self.query_one("#wi-rounds", Input).value = str(run.get("max_rounds") or len(self.rounds))
+        self.show_round(0)
+
+    def show_round(self, t: int) -> None:
+        """Panels as they were after round t."""
+        if not self.rounds or self.run is None:
+            self.query_one(StreamView).show(0, "(this run has no stored rounds)")
+            return
+        self.cursor = t = max(0, min(t, len(self.rounds) - 1))
+        r = self.rounds[t]
+        d = self.decisions.get(t)
+        run = self.run
+        history = [x for x in self.rounds[: t + 1] if x.finish_reason not in ("cancelled", "error")]
+        label = f"fit #{run['fit_id']}" if run.get("fit") is not None else "no fit with this run"
+        view = prob_view(
+            run.get("fit"),
+            run.get("obs_model"),
+            history,
+            d,
+            int(run.get("max_rounds") or len(self.rounds)),
+            label,
+        )
+        self.query_one(StreamView).show(t, r.response, f"round {t} of {len(self.rounds)}")
+        answer = r.answer_text if r.answer_text is not None else "(no answer found)"
+        self.query_one("#round-stats", Static).update(
+            Text(
+                f"round {t}: answer {answer} {mark(r.correct)} [{r.extraction_rule}] · "
+                f"{r.completion_tokens} tok · prompt {r.prompt_tokens} tok ({r.cached_tokens} "
+                f"cached) · {r.finish_reason}"
+            )
+        )
+        self.query_one(ProbPanel).show(view)
+        self.query_one(DecisionPanel).show(d)
+        self.query_one(RoundStrip).show(self.rounds, list(self.decisions.values()), cursor=t)
+
+    def action_move(self, delta: int) -> None:
+        """Previous / next round."""
+        self.show_round(self.cursor + delta)
+
+    def _inputs(self) -> tuple[str, float, int]:
+        spec = self.query_one("#wi-policy", Input).value.strip() or "fixed:1"
+        try:
+            price = float(self.query_one("#wi-price", Input).value.strip() or 0.0)
+            nmax = int(self.query_one("#wi-rounds", Input).value.strip() or 1)
+        except ValueError:
+            raise ValueError("κ must be a number and N_max a whole number") from None
+        return spec, price, nmax
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter in a what-if box recomputes at once."""
+        self.set_focus(None)
+        self.action_what_if()
+
+    def action_what_if(self) -> None:
+        """Where another policy / κ / N_max would have stopped on this run (core replay)."""
+        if self.run is None:
+            return
+        out = self.query_one("#whatif", Static)
+        try:
+            spec, price, nmax = self._inputs()
+            wi = what_if(
+                self.rounds, spec, price, nmax, self.run.get("fit"), self.run.get("obs_model")
+            )
+        except ValueError as exc:
+            out.update(Text(one_line(exc), style="red"))
+            return
+        self.last_what_if = wi
+        stored = [r for r in self.rounds if r.finish_reason not in ("cancelled", "error")]
+        old = stored[-1] if stored else None
+        text = Text()
+        text.append(
+            f"{wi.policy} (N_max {nmax}) would stop after round {wi.stop_round}: ", style="bold"
+        )
+        text.append(f"answer {wi.answer} {mark(wi.correct)} · {wi.tokens} tokens\n")
+        text.append(f"rule {wi.decision.rule}: {wi.decision.reason}\n")
+        if old is not None:
+            text.append(
+                f"stored run: stopped after round {old.index}, answer {old.answer} "
+                f"{mark(old.correct)} · {sum(r.tokens for r in stored)} tokens",
+                style="dim",
+            )
+        if wi.note:
+            text.append(f"\n{wi.note}", style="yellow")
+        out.update(text)
+        self.show_round(wi.stop_round)
+
+    def action_what_if_set(self) -> None:
+        """The same what-if over every finished run of this model × set × strategy."""
+        if self.run is None:
+            return
+        try:
+            spec, price, nmax = self._inputs()
+        except ValueError as exc:
+            self.query_one("#whatif", Static).update(Text(one_line(exc), style="red"))
+            return
+        self.query_one("#whatif", Static).update("computing over the stored runs…")
+        run = self.run
+        self.run_worker(
+            lambda: self._set_what_if(run, spec, price, nmax),
+            thread=True,
+            exclusive=True,
+            group="whatif",
+        )
+
+    def _set_what_if(self, run: dict[str, Any], spec: str, price: float, nmax: int) -> None:
+        try:
+            runs = self.mstui.traces.sibling_runs(run)
+            result = set_what_if(runs, spec, price, nmax, run.get("fit"), run.get("obs_model"))
+        except Exception as exc:
+            self.app.call_from_thread(
+                self.query_one("#whatif", Static).update, Text(one_line(exc), style="red")
+            )
+            return
+        self.last_set = result
+        self.app.call_from_thread(
+            self.query_one("#whatif", Static).update, "\n".join(result.lines())
+        )
+
+    def action_back(self) -> None:
+        """Leave a what-if box, else go back to the runs."""
+        if isinstance(self.focused, Input):
+            self.set_focus(None)
+        else:
+            self.app.pop_screen()

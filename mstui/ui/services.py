@@ -1,0 +1,179 @@
+"""Store reads and refits for the traces and fit screens, called from Textual thread workers."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mstui.ui.view import fit_of_stored
+
+# numpy/scipy and the store load on first use (in a thread worker), not at app start.
+if TYPE_CHECKING:
+    import numpy as np
+
+    from mstui.core.fitting import ChainFit, CheckResult
+    from mstui.store import Store
+
+FILTER_KEYS = {
+    "model": "model",
+    "set": "problem_set",
+    "problem_set": "problem_set",
+    "policy": "policy",
+    "strategy": "strategy",
+    "status": "status",
+    "since": "since",
+    "until": "until",
+    "correct": "correct",
+}
+
+
+def parse_query(text: str) -> tuple[dict[str, Any], str]:
+    """'model:x set:gen:L3 correct:yes carrots' → ({model, problem_set, correct}, 'carrots')."""
+    filters: dict[str, Any] = {}
+    words: list[str] = []
+    for token in text.split():
+        key, sep, value = token.partition(":")
+        if sep and key.lower() in FILTER_KEYS and value:
+            name = FILTER_KEYS[key.lower()]
+            if name == "correct":
+                if value.lower() not in ("yes", "no", "true", "false", "1", "0"):
+                    raise ValueError(f"correct: takes yes or no, not {value!r}")
+                filters[name] = value.lower() in ("yes", "true", "1")
+            else:
+                filters[name] = value
+        else:
+            words.append(token)
+    return filters, " ".join(words)
+
+
+@dataclass(frozen=True)
+class ScopeFit:
+    """A scope's newest fit with its checks (computed now when the fit did not store them)."""
+
+    scope: dict[str, Any]
+    fit_id: int | None
+    fit: ChainFit | None
+    checks: list[dict[str, Any]]
+
+
+def check_dicts(checks: list[CheckResult]) -> list[dict[str, Any]]:
+    """CheckResults as JSON-able dicts (how they are stored with a fit)."""
+    return [
+        {
+            "name": c.name,
+            "statistic": c.statistic,
+            "df": c.df,
+            "p_value": c.p_value,
+            "passed": c.passed(),
+            "details": c.details,
+        }
+        for c in checks
+    ]
+
+
+class TraceService:
+    """Opens the store lazily (never on the UI thread) and answers the screens' questions."""
+
+    def __init__(self, db_path: str | Path | None) -> None:
+        self.db_path = db_path
+        self._store: Store | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def store(self) -> Store:
+        """The store, opened on first use; StoreError when there is none."""
+        from mstui.store import Store, StoreError
+
+        with self._lock:
+            if self._store is None:
+                if self.db_path is None:
+                    raise StoreError("no trace database (runs are not being recorded)")
+                self._store = Store(self.db_path)
+            return self._store
+
+    def page(self, query: str, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+        """One page of runs matching a filter/search query, and how many match in all."""
+        filters, words = parse_query(query)
+        if words:
+            filters["search"] = words
+        rows = self.store.list_runs(limit=limit, offset=offset, **filters)
+        return rows, self.store.count_runs(**filters)
+
+    def run(self, run_id: int) -> dict[str, Any]:
+        """A stored run with its rounds, decisions and the fit it used (`fit`, `obs_model`)."""
+        from mstui.store import StoreError
+
+        run = self.store.get_run(run_id)
+        data = None
+        if run.get("fit_id") is not None:
+            try:
+                data = self.store.get_fit(int(run["fit_id"]))
+            except StoreError:
+                data = None  # the fit was deleted: replay without a chain
+        run["fit"], run["obs_model"] = fit_of_stored(data)
+        return run
+
+    def fit_by_id(self, fit_id: int) -> dict[str, Any]:
+        """A stored fit as saved."""
+        return self.store.get_fit(fit_id)
+
+    def sibling_runs(self, run: dict[str, Any], limit: int = 2000) -> list[dict[str, Any]]:
+        """Finished runs of the same model, problem set and strategy (for a set-wide what-if)."""
+        rows = self.store.list_runs(
+            limit=limit,
+            model=run.get("model"),
+            problem_set=run.get("problem_set"),
+            strategy=run.get("strategy"),
+            status="finished",
+        )
+        return [self.store.get_run(int(r["id"])) for r in rows]
+
+    def scopes(self) -> list[dict[str, Any]]:
+        """Scopes with labelled rounds (Store.scopes)."""
+        return self.store.scopes()
+
+    def scope_fit(self, scope: dict[str, Any]) -> ScopeFit:
+        """The newest fit of a scope, its checks (from the fit, or computed from the rounds)."""
+        from mstui.core.fitting import ChainFit, fit_checks
+
+        key = {k: scope.get(k) for k in ("model", "problem_set", "strategy")}
+        latest = self.store.latest_fit(key)
+        if latest is None:
+            return ScopeFit(key, None, None, [])
+        fit_id, data = latest
+        fit = ChainFit.from_dict(data)
+        checks = data.get("checks")
+        if not checks:
+            q, r, c = self._arrays(key)
+            checks = check_dicts(fit_checks(q, r, c, fit)) if q.size else []
+        return ScopeFit(key, fit_id, fit, list(checks))
+
+    def refit(self, scope: dict[str, Any]) -> ScopeFit:
+        """Fit the chain on the scope's labelled rounds, check it and save it with its checks."""
+        from mstui.core.fitting import fit_chain, fit_checks
+
+        key = {k: scope.get(k) for k in ("model", "problem_set", "strategy")}
+        q, r, c = self._arrays(key)
+        if q.size == 0:
+            raise ValueError("this scope has no labelled rounds to fit")
+        name = f"{key['model']} × {key['problem_set']} × {key['strategy']}"
+        fit = fit_chain(q, r, c, scope=name)
+        checks = check_dicts(fit_checks(q, r, c, fit))
+        fit_id = self.store.save_fit(key, fit.to_dict() | {"checks": checks})
+        return ScopeFit(key, fit_id, fit, checks)
+
+    def _arrays(self, key: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Streamed labelled rounds as (question/run key, round, correct) arrays."""
+        import numpy as np
+
+        qids: list[str] = []
+        rounds: list[int] = []
+        correct: list[bool] = []
+        for lr in self.store.labelled_rounds(**key):
+            # Each run is its own chain: repeated runs of one question must not link up.
+            qids.append(f"{lr.problem}/{lr.run_id}")
+            rounds.append(lr.round)
+            correct.append(lr.correct)
+        return np.asarray(qids), np.asarray(rounds, np.int64), np.asarray(correct, np.bool_)

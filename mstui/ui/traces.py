@@ -1,0 +1,160 @@
+"""The traces screen: stored runs paged from SQL, with filters and full-text search."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Static
+
+from mstui.ui.widgets import mark
+from mstui.ui.worker import one_line
+
+if TYPE_CHECKING:
+    from mstui.ui.app import MstuiApp
+
+PAGE = 50  # rows fetched per page: only these are ever loaded, however big the database
+COLUMNS = (
+    "run",
+    "started",
+    "model",
+    "set",
+    "problem",
+    "policy",
+    "rounds",
+    "answer",
+    "ok",
+    "tokens",
+    "status",
+)
+
+
+def row_cells(r: dict[str, Any]) -> tuple[str, ...]:
+    """One runs row as table cells."""
+    started = (r.get("started_at") or "")[:16].replace("T", " ")
+    answer = r.get("final_answer_text") or r.get("final_answer") or "—"
+    return (
+        str(r["id"]),
+        started,
+        str(r.get("model") or "—")[:24],
+        str(r.get("problem_set") or "—")[:14],
+        str(r.get("problem_id") or "—")[:10],
+        str(r.get("policy") or "—"),
+        str(r.get("n_rounds") or 0),
+        str(answer)[:12],
+        mark(r.get("final_correct")),
+        str(r.get("total_tokens") or 0),
+        str(r.get("status") or ""),
+    )
+
+
+class TracesScreen(Screen[None]):
+    """Browse runs; Enter replays one."""
+
+    AUTO_FOCUS = "#traces-table"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "back", "Back"),
+        Binding("slash", "focus_query", "Filter/search"),
+        Binding("left_square_bracket", "page(-1)", "Prev page"),
+        Binding("right_square_bracket", "page(1)", "Next page"),
+        Binding("r", "reload", "Reload"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.query_text = ""
+        self.page_offset = 0
+        self.total = 0
+
+    @property
+    def mstui(self) -> MstuiApp:
+        """The app, typed."""
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        """Query box, table, page line."""
+        yield Input(
+            id="traces-query",
+            placeholder="filter: model:… set:… policy:… status:… "
+            "correct:yes since:2025-01-01 · other words search the responses",
+        )
+        yield DataTable(id="traces-table", cursor_type="row", zebra_stripes=True)
+        yield Static("loading…", id="traces-info")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        """Columns, then the first page (in a thread: a big database never blocks the UI)."""
+        table = self.query_one(DataTable)
+        table.add_columns(*COLUMNS)
+        self.load()
+
+    def load(self) -> None:
+        """Fetch the current page in a thread worker."""
+        query, offset = self.query_text, self.page_offset
+        self.run_worker(
+            lambda: self._fetch(query, offset), thread=True, exclusive=True, group="traces"
+        )
+
+    def _fetch(self, query: str, offset: int) -> None:
+        try:
+            rows, total = self.mstui.traces.page(query, PAGE, offset)
+        except Exception as exc:  # a locked or missing database: a line, not a traceback
+            self.app.call_from_thread(self._failed, one_line(exc))
+            return
+        self.app.call_from_thread(self._show, rows, total, offset)
+
+    def _failed(self, error: str) -> None:
+        self.query_one("#traces-info", Static).update(Text(error, style="red"))
+        self.app.notify(error, title="traces", severity="error")
+
+    def _show(self, rows: list[dict[str, Any]], total: int, offset: int) -> None:
+        table = self.query_one(DataTable)
+        table.clear()
+        for r in rows:
+            table.add_row(*row_cells(r), key=str(r["id"]))
+        self.total = total
+        last = offset + len(rows)
+        what = f" matching {self.query_text!r}" if self.query_text else ""
+        self.query_one("#traces-info", Static).update(
+            f"runs {offset + 1 if rows else 0}–{last} of {total}{what} · Enter replays · "
+            "[ ] pages · / filters"
+        )
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Apply a new filter/search query from the first page."""
+        self.query_text = event.value.strip()
+        self.page_offset = 0
+        self.query_one(DataTable).focus()
+        self.load()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """Replay the selected run."""
+        from mstui.ui.replay import ReplayScreen
+
+        if event.row_key.value is not None:
+            self.app.push_screen(ReplayScreen(int(event.row_key.value)))
+
+    def action_page(self, delta: int) -> None:
+        """Previous / next page."""
+        new = self.page_offset + delta * PAGE
+        if 0 <= new < max(self.total, 1):
+            self.page_offset = new
+            self.load()
+
+    def action_reload(self) -> None:
+        """Fetch the page again (new runs appear)."""
+        self.load()
+
+    def action_focus_query(self) -> None:
+        """Focus the filter/search box."""
+        self.query_one("#traces-query", Input).focus()
+
+    def action_back(self) -> None:
+        """Leave the query box, else go back to the live screen."""
+        if isinstance(self.focused, Input):
+            self.query_one(DataTable).focus()
+        else:
+            self.app.pop_screen()

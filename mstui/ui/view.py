@@ -1,0 +1,236 @@
+"""View models: every number the panels show, computed by the core (widgets only format them)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mstui.core.types import Decision, RoundRecord
+
+# The core's numerics pull in numpy and scipy (~0.7 s); they are imported where used, so the
+# first frame does not wait for them.
+if TYPE_CHECKING:
+    from mstui.core.belief import ObservationModel
+    from mstui.core.fitting import ChainFit
+
+
+@dataclass(frozen=True)
+class ProbView:
+    """The probability panel's content after round t (or before any decision: t = -1)."""
+
+    round: int
+    belief: float | None  # q_t
+    pi: float | None
+    lam: float | None
+    regime: str | None
+    curve: tuple[tuple[int, float], ...] = ()  # (round n, predicted p_n from q_t), n >= t
+    beliefs: tuple[float, ...] = ()  # q_0..q_t as the filter saw them
+    marks: tuple[bool | None, ...] = ()  # correctness of rounds 0..t where gold is known
+    fit_label: str = "no fit"
+    fit_lines: tuple[str, ...] = ()
+    mode: str = ""
+
+
+EMPTY_VIEW = ProbView(-1, None, None, None, None)
+
+
+def fit_lines(fit: ChainFit | None) -> tuple[str, ...]:
+    """The fit a view came from: counts and 95% intervals, as short lines."""
+    if fit is None:
+        return ("no fit for this model/strategy: run `mstui sweep`, then `mstui fit`",)
+    return (
+        f"a={fit.a:.3f} [{fit.a_lo:.3f}, {fit.a_hi:.3f}]  b={fit.b:.3f} [{fit.b_lo:.3f}, "
+        f"{fit.b_hi:.3f}]",
+        f"p̂0={fit.p0:.3f} [{fit.p0_lo:.3f}, {fit.p0_hi:.3f}]  "
+        f"CC {fit.n_cc} CW {fit.n_cw} WC {fit.n_wc} WW {fit.n_ww}",
+    )
+
+
+def prob_view(
+    fit: ChainFit | None,
+    obs_model: ObservationModel | None,
+    history: Sequence[RoundRecord],
+    decision: Decision | None,
+    max_rounds: int,
+    fit_label: str = "no fit",
+) -> ProbView:
+    """q_t, π, λ, regime and the predicted curve p_n = chain.accuracy(q_t, n - t).
+
+    A decision's stored numbers win over recomputation, so a replay shows what the run saw.
+    """
+    from mstui.core.belief import belief_trajectory, filter_mode
+
+    t = len(history) - 1
+    marks = tuple(r.correct for r in history)
+    d_belief = decision.belief if decision is not None else None
+    if fit is None:
+        return ProbView(
+            t,
+            d_belief,
+            decision.pi if decision else None,
+            decision.lam if decision else None,
+            None,
+            marks=marks,
+            fit_label=fit_label,
+            fit_lines=fit_lines(None),
+        )
+    chain = fit.chain
+    beliefs = (
+        tuple(belief_trajectory(chain, fit.p0, [r.observation for r in history], obs_model))
+        if history
+        else ()
+    )
+    q = d_belief if d_belief is not None else (beliefs[-1] if beliefs else fit.p0)
+    q = min(max(q, 0.0), 1.0)
+    start = max(t, 0)
+    curve = tuple(
+        (start + k, float(chain.accuracy(q, k))) for k in range(max(max_rounds - start, 1))
+    )
+    return ProbView(
+        round=t,
+        belief=q,
+        pi=decision.pi if decision is not None and decision.pi is not None else fit.pi,
+        lam=decision.lam if decision is not None and decision.lam is not None else fit.lam,
+        regime=chain.regime(q),
+        curve=curve,
+        beliefs=beliefs,
+        marks=marks,
+        fit_label=fit_label,
+        fit_lines=fit_lines(fit),
+        mode=filter_mode(obs_model),
+    )
+
+
+@dataclass(frozen=True)
+class WhatIf:
+    """Where a policy would have stopped on a stored run, and what that would have given."""
+
+    policy: str
+    stop_round: int  # last round run (0-based)
+    answer: str | None
+    correct: bool | None
+    tokens: int
+    decision: Decision
+    beyond: bool  # the policy wanted more rounds than were stored
+    note: str = ""
+
+
+def what_if(
+    rounds: Sequence[RoundRecord],
+    spec: str,
+    price: float,
+    max_rounds: int,
+    fit: ChainFit | None,
+    obs_model: ObservationModel | None,
+) -> WhatIf:
+    """Replay `decide` of a new policy over stored rounds (the core's replay, no model run)."""
+    from mstui.core.evaluation import replay_decide
+    from mstui.core.policies import parse_policy
+
+    if not rounds:
+        raise ValueError("this run has no finished round to replay")
+    if max_rounds < 1:
+        raise ValueError(f"N_max must be at least 1 (got {max_rounds})")
+    usable = [r for r in rounds if r.finish_reason not in ("cancelled", "error")]
+    if not usable:
+        raise ValueError("this run has no finished round to replay")
+    policy = parse_policy(spec, fit, obs_model, price=price)
+    k = int(replay_decide([usable], policy, max_rounds)[0])
+    decision = policy.decide(usable[: k + 1], max_rounds)
+    beyond = decision.action == "continue" and k + 1 < max_rounds
+    chosen = usable[k]
+    note = (
+        f"would continue past round {k}, but only {len(usable)} round(s) are stored"
+        if beyond
+        else ""
+    )
+    return WhatIf(
+        policy.spec,
+        k,
+        chosen.answer,
+        chosen.correct,
+        sum(r.tokens for r in usable[: k + 1]),
+        decision,
+        beyond,
+        note,
+    )
+
+
+@dataclass
+class SetWhatIf:
+    """A new policy over many stored runs compared with where they actually stopped."""
+
+    policy: str
+    runs: int = 0
+    earlier: int = 0
+    later: int = 0
+    same: int = 0
+    tokens_before: int = 0
+    tokens_after: int = 0
+    answers_changed: int = 0
+    correct_before: int = 0
+    correct_after: int = 0
+    labelled: int = 0
+    skipped: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """A short report for the replay screen."""
+        saved = self.tokens_before - self.tokens_after
+        out = [
+            f"{self.policy} over {self.runs} stored run(s) ({self.skipped} skipped):",
+            f"stops earlier {self.earlier} · later {self.later} · same {self.same}",
+            f"tokens {self.tokens_before} → {self.tokens_after} (saved {saved})",
+            f"answers changed {self.answers_changed}",
+        ]
+        if self.labelled:
+            out.append(
+                f"accuracy {self.correct_before}/{self.labelled} → "
+                f"{self.correct_after}/{self.labelled}"
+            )
+        return out
+
+
+def set_what_if(
+    runs: Sequence[dict[str, Any]],
+    spec: str,
+    price: float,
+    max_rounds: int,
+    fit: ChainFit | None,
+    obs_model: ObservationModel | None,
+) -> SetWhatIf:
+    """what_if over every run (each a get_run() dict) against the round it really stopped at."""
+    out = SetWhatIf(policy=spec)
+    for run in runs:
+        rounds = [r for r in run["rounds"] if r.finish_reason not in ("cancelled", "error")]
+        if not rounds:
+            out.skipped += 1
+            continue
+        new = what_if(rounds, spec, price, max_rounds, fit, obs_model)
+        out.policy = new.policy
+        old = rounds[-1]
+        out.runs += 1
+        k_old = len(rounds) - 1
+        out.earlier += new.stop_round < k_old
+        out.later += new.beyond
+        out.same += new.stop_round == k_old and not new.beyond
+        out.tokens_before += sum(r.tokens for r in rounds)
+        out.tokens_after += new.tokens
+        out.answers_changed += new.answer != old.answer
+        if old.correct is not None and new.correct is not None:
+            out.labelled += 1
+            out.correct_before += old.correct
+            out.correct_after += new.correct
+    return out
+
+
+def fit_of_stored(data: dict[str, Any] | None) -> tuple[ChainFit | None, ObservationModel | None]:
+    """A stored fit dict (Store.get_fit) as the policies' inputs."""
+    from mstui.core.belief import ObservationModel
+    from mstui.core.fitting import ChainFit
+
+    if not data:
+        return None, None
+    obs = data.get("obs_model")
+    return ChainFit.from_dict(data), ObservationModel.from_dict(obs) if obs else None

@@ -1,0 +1,380 @@
+"""The model worker: one long-lived thread that owns the model, runs the loop and posts messages."""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from textual.message import Message
+
+from mstui.config import RunConfig
+from mstui.core.backend import Backend
+from mstui.core.types import Action, Decision, RoundRecord
+from mstui.ui import messages as m
+from mstui.ui.breakpoints import Breakpoints, hit
+from mstui.ui.tokens import TokenBuffer
+from mstui.ui.view import prob_view
+
+# The loop, runner, session and store import numpy/scipy/sqlite-utils: they are imported on the
+# worker thread (in `_main`), so the first frame is drawn while they load.
+if TYPE_CHECKING:
+    from mstui.core.belief import ObservationModel
+    from mstui.core.fitting import ChainFit
+    from mstui.core.loop import Event
+    from mstui.session import RunRecorder
+    from mstui.store import Store
+
+BackendFactory = Callable[[RunConfig], Backend]
+Post = Callable[[Message], object]
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as one line for a status bar: the message, or the type name when there is none."""
+    text = " ".join(str(exc).split())
+    return text if text else type(exc).__name__
+
+
+def default_factory(config: RunConfig) -> Backend:
+    """The CLI's backend: llama.cpp in-process (imported here, so the first frame never waits)."""
+    from mstui.engine.factory import open_backend
+
+    return open_backend(config)
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """One question to run; `auto_policy` picks markov when a fit exists, else fixed."""
+
+    question: str
+    gold: str | None = None
+    problem_set: str | None = None
+    problem_id: str | None = None
+    level: int | None = None
+    config: RunConfig | None = None
+    auto_policy: bool = False
+
+
+@dataclass
+class _RunContext:
+    fit: ChainFit | None
+    obs: ObservationModel | None
+    max_rounds: int
+    label: str
+    history: list[RoundRecord] = field(default_factory=list)
+    prev_decision: Decision | None = None
+    prev_belief: float | None = None
+
+
+class ModelWorker:
+    """Loads the backend in its own thread and serves run requests there, one at a time.
+
+    llama.cpp models must be created and used on one thread, so everything model-related
+    happens in `_main`; the UI talks to it only through `submit`, `command` and `cancel`.
+    """
+
+    def __init__(
+        self,
+        post: Post,
+        config: RunConfig,
+        *,
+        db_path: str | Path | None,
+        backend_factory: BackendFactory | None = None,
+    ) -> None:
+        self.post = post
+        self.config = config
+        self.db_path = db_path
+        self.factory = backend_factory or default_factory
+        self.tokens = TokenBuffer()
+        self.breakpoints = Breakpoints()
+        self.step_mode = False
+        self.backend: Backend | None = None
+        self.store: Store | None = None
+        self.busy = False
+        self.paused = False
+        self._force: Action | None = None
+        self._jobs: queue.Queue[RunRequest | RunConfig | None] = queue.Queue()
+        self._commands: queue.Queue[str] = queue.Queue()
+        self._cancel = threading.Event()
+        self._ctx: _RunContext | None = None
+        self._thread = threading.Thread(target=self._main, name="mstui-model", daemon=True)
+
+    # ---- called from the UI thread -------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the thread; the model loads in the background."""
+        self._thread.start()
+
+    def submit(self, request: RunRequest) -> bool:
+        """Queue a run; False when one is already running (the UI says so)."""
+        if self.busy:
+            return False
+        self.busy = True
+        self._jobs.put(request)
+        return True
+
+    def reload(self, config: RunConfig) -> None:
+        """Load another model (after the current run)."""
+        self._jobs.put(config)
+
+    def cancel(self) -> None:
+        """Cancel the round in flight at its next token, and release a paused review."""
+        self._cancel.set()
+        if self.paused:
+            self._commands.put("cancel")
+
+    def command(self, cmd: str) -> bool:
+        """Answer a pause: 'step', 'continue', 'stop' or 'run'. While running, 'continue'/'stop'
+        are remembered and forced on the next decision. False when there is nothing to act on."""
+        if self.paused:
+            self._commands.put(cmd)
+            return True
+        if self.busy and cmd in ("continue", "stop"):
+            self._force = "continue" if cmd == "continue" else "stop"
+            return True
+        return False
+
+    def shutdown(self, timeout: float = 2.0) -> None:
+        """Stop the current run and the thread (the model is freed on its own thread)."""
+        self._cancel.set()
+        self._commands.put("cancel")
+        self._jobs.put(None)
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    # ---- the worker thread ---------------------------------------------------------------------
+
+    def _main(self) -> None:
+        self._open_store()
+        self._load(self.config)
+        while (job := self._jobs.get()) is not None:
+            if isinstance(job, RunConfig):
+                self._load(job)
+                continue
+            try:
+                self._run(job)
+            except Exception as exc:  # never let a run kill the thread (or the app)
+                self.post(m.Notice(f"run failed: {one_line(exc)}", "error"))
+                self.post(m.RunDone(None, "error", None, None, 0, one_line(exc)))
+            finally:
+                self.busy = False
+                self.paused = False
+        if self.backend is not None and hasattr(self.backend, "close"):
+            self.backend.close()
+
+    def _open_store(self) -> None:
+        from mstui.store import Store, StoreError
+
+        if self.db_path is None:
+            return
+        try:
+            self.store = Store(self.db_path)
+        except (StoreError, OSError) as exc:
+            self.post(m.Notice(f"not recording runs: {one_line(exc)}", "error"))
+
+    def _load(self, config: RunConfig) -> None:
+        name = config.model or "default model"
+        self.post(m.ModelLoading(name))
+        started = time.perf_counter()
+        old, self.backend = self.backend, None
+        if old is not None and hasattr(old, "close"):
+            old.close()
+        try:
+            self.backend = self.factory(config)
+        except Exception as exc:  # a missing file, a bad GGUF, out of memory: one line each
+            self.post(m.ModelFailed(one_line(exc)))
+            return
+        self.config = config
+        info = self.backend.info
+        self.post(
+            m.ModelReady(info.model, info.backend, info.offload_text, time.perf_counter() - started)
+        )
+
+    def _run(self, req: RunRequest) -> None:
+        from mstui.core.loop import run_refinement
+        from mstui.runner import build_run, needs_fit
+        from mstui.session import find_fit
+        from mstui.store import StoreError
+
+        if self.backend is None:
+            self.post(m.Notice("no model is loaded; see the status line", "error"))
+            self.post(m.RunDone(None, "error", None, None, 0, "no model loaded"))
+            return
+        config = req.config or self.config
+        found = None
+        if self.store is not None and (req.auto_policy or needs_fit(config.policy_spec)):
+            try:
+                found = find_fit(
+                    self.store, self.backend.info.model, config.strategy, req.problem_set
+                )
+            except StoreError as exc:
+                self.post(m.Notice(one_line(exc), "warning"))
+        if req.auto_policy:
+            config = dataclasses.replace(config, policy="markov" if found else "fixed")
+            if found is None:
+                self.post(
+                    m.Notice(
+                        "no fit for this model/strategy: policy fixed (runs to "
+                        "N_max); run `mstui sweep` and `mstui fit` for markov",
+                        "warning",
+                    )
+                )
+        run = build_run(
+            config,
+            gold=req.gold,
+            backend=self.backend,
+            fit=found.fit if found else None,
+            obs_model=found.obs_model if found else None,
+        )
+        recorder = self._recorder(config, req, found.id if found else None, run.policy.spec)
+        label = "no fit"
+        if found is not None:
+            label = f"fit #{found.id} · {found.scope['problem_set']} · {config.strategy}" + (
+                "" if found.exact else " (other set)"
+            )
+        self._ctx = _RunContext(
+            found.fit if found else None,
+            found.obs_model if found else None,
+            config.max_rounds,
+            label,
+        )
+        self._cancel.clear()
+        self._force = None
+        while not self._commands.empty():
+            self._commands.get_nowait()
+        run_id = recorder.run_id if recorder else None
+        self.post(
+            m.RunBegan(run_id, req.question, req.gold, run.policy.spec, config.max_rounds, label)
+        )
+        for event in run_refinement(
+            req.question,
+            backend=run.backend,
+            prompter=run.prompter,
+            policy=run.policy,
+            max_rounds=config.max_rounds,
+            settings=config.gen,
+            gold=req.gold,
+            cancel=self._cancel,
+            review=self._review,
+        ):
+            recorder = self._record(recorder, event)
+            self._dispatch(event, run_id)
+
+    def _recorder(
+        self, config: RunConfig, req: RunRequest, fit_id: int | None, policy: str
+    ) -> RunRecorder | None:
+        from mstui.session import RunRecorder
+        from mstui.store import StoreError
+
+        if self.store is None or self.backend is None:
+            return None
+        try:
+            if req.problem_set and req.problem_id:
+                self.store.upsert_problems(
+                    [
+                        {
+                            "id": req.problem_id,
+                            "question": req.question,
+                            "answer": req.gold,
+                            "level": req.level,
+                        }
+                    ],
+                    problem_set=req.problem_set,
+                )
+            return RunRecorder(
+                self.store,
+                config,
+                self.backend,
+                question=req.question,
+                gold=req.gold,
+                problem_set=req.problem_set or "adhoc",
+                problem_id=req.problem_id,
+                level=req.level,
+                fit_id=fit_id,
+                policy=policy,
+            )
+        except StoreError as exc:
+            self.post(m.Notice(f"not recording this run: {one_line(exc)}", "error"))
+            return None
+
+    def _record(self, recorder: RunRecorder | None, event: Event) -> RunRecorder | None:
+        from mstui.store import StoreError
+
+        if recorder is None:
+            return None
+        try:
+            recorder.handle(event)
+            return recorder
+        except StoreError as exc:  # a locked or full database must not stop the run
+            self.post(m.Notice(f"stopped recording: {one_line(exc)}", "error"))
+            return None
+
+    def _dispatch(self, event: Event, run_id: int | None) -> None:
+        from mstui.core.loop import (
+            DecisionMade,
+            RoundFinished,
+            RoundStarted,
+            RunFinished,
+            TokenStreamed,
+        )
+
+        ctx = self._ctx
+        assert ctx is not None
+        if isinstance(event, TokenStreamed):
+            self.tokens.append(event.index, event.text)
+        elif isinstance(event, RoundStarted):
+            self.post(m.RoundBegan(event.index))
+        elif isinstance(event, RoundFinished):
+            if event.record.finish_reason not in ("cancelled", "error"):
+                ctx.history.append(event.record)
+            self.post(m.RoundDone(event.record))
+        elif isinstance(event, DecisionMade):
+            view = prob_view(
+                ctx.fit, ctx.obs, ctx.history, event.decision, ctx.max_rounds, ctx.label
+            )
+            self.post(m.DecisionReady(event.decision, view))
+        elif isinstance(event, RunFinished):
+            self.post(
+                m.RunDone(
+                    run_id,
+                    event.reason,
+                    event.final_answer,
+                    event.final_correct,
+                    len(event.rounds),
+                    event.error,
+                )
+            )
+
+    def _review(self, decision: Decision) -> Decision:
+        """Called by the loop before a decision takes effect; blocks while the user decides."""
+        ctx = self._ctx
+        assert ctx is not None
+        view = prob_view(ctx.fit, ctx.obs, ctx.history, decision, ctx.max_rounds, ctx.label)
+        previous, prev_belief = ctx.prev_decision, ctx.prev_belief
+        ctx.prev_decision, ctx.prev_belief = decision, view.belief
+        if self._force is not None:
+            forced, self._force = self._force, None
+            return dataclasses.replace(decision, override=forced)
+        why = (
+            "step mode"
+            if self.step_mode
+            else hit(
+                self.breakpoints, decision, previous, ctx.history[-1], prev_belief, view.belief
+            )
+        )
+        if why is None or self._cancel.is_set():
+            return decision
+        self.paused = True
+        self.post(m.Paused(decision, view, why))
+        cmd = self._commands.get()
+        self.paused = False
+        if cmd in ("continue", "stop"):
+            return dataclasses.replace(decision, override=cmd)  # type: ignore[arg-type]
+        if cmd == "run":
+            self.step_mode = False
+        return decision

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
+from collections.abc import Callable
 from typing import NoReturn
 
 from mstui.config import RunConfig
@@ -56,7 +58,8 @@ def add_db_option(p: argparse.ArgumentParser) -> None:
                    help="trace database (default: $MSTUI_DB, else ./traces.db)")
 
 
-def add_run_options(p: argparse.ArgumentParser, *, default_rounds: int = 4) -> None:
+def add_run_options(p: argparse.ArgumentParser, *, default_rounds: int = 4,
+                    policy_default: str = "fixed") -> None:
     """Options of one refinement run (run, sweep and the TUI share them)."""
     add_db_option(p)
     add_model_options(p)
@@ -67,7 +70,10 @@ def add_run_options(p: argparse.ArgumentParser, *, default_rounds: int = 4) -> N
     g.add_argument("--format", dest="prompt_format", choices=FORMATS, default="fewshot",
                    help="prompt format: fewshot (plain completion with worked examples, best for "
                         "small models; default) or chat (the GGUF's own chat template)")
-    g.add_argument("--policy", default="fixed", metavar="SPEC", help=POLICY_HELP)
+    g.add_argument("--policy", default=policy_default, metavar="SPEC",
+                   help=POLICY_HELP + (" (default: auto = markov when a fit exists for the "
+                                       "model and strategy, else fixed)"
+                                       if policy_default == "auto" else " (default: fixed)"))
     g.add_argument("--price", type=float, default=0.0, metavar="KAPPA",
                    help="markov policy: accuracy you would trade for one token (default 0: "
                         "continue whenever one more round is expected to help)")
@@ -96,7 +102,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         api_key=args.api_key or os.environ.get("OPENAI_API_KEY"),
         strategy=args.strategy,
         prompt_format=args.prompt_format,
-        policy=args.policy,
+        policy="fixed" if args.policy == "auto" else args.policy,
         max_rounds=args.max_rounds,
         price=args.price,
         ctx=args.ctx,
@@ -107,11 +113,19 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     ).validate()
 
 
+def lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
+    """A handler that imports its module when called, so `mstui` draws its first frame fast
+    (the run path pulls in scipy and the store: most of a second)."""
+
+    def handler(args: argparse.Namespace) -> int:
+        code: int = getattr(importlib.import_module(module), name)(args)
+        return code
+
+    return handler
+
+
 def build_parser() -> argparse.ArgumentParser:
     """`mstui [options]` opens the TUI; `mstui COMMAND --help` explains each command."""
-    from mstui.cli.models_cmd import cmd_models
-    from mstui.cli.run_cmd import cmd_run
-
     parser = OneLineParser(
         prog="mstui",
         description="Watch, step through and tune sequential inference-time scaling of a local "
@@ -120,7 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "Without a command, opens the terminal UI.",
     )
     parser.add_argument("--version", action="version", version="mstui 0.1.0")
-    add_run_options(parser)
+    tui = parser.add_argument_group("terminal UI")
+    tui.add_argument("--question", metavar="TEXT", help="start with this question typed in")
+    tui.add_argument("--problems", metavar="NAME|FILE", default=None,
+                     help="where `n` (next problem) draws from: gen (default), gen:L1 … gen:L5, "
+                          "or a JSONL file")
+    tui.add_argument("--level", type=int, choices=range(1, 6), metavar="1-5",
+                     help="level of generated problems (default: all levels)")
+    add_run_options(parser, policy_default="auto")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=OneLineParser)
 
     run = sub.add_parser("run", help="answer one question headless, streaming each round",
@@ -134,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-store", action="store_true",
                      help="do not record the run in the trace database")
     add_run_options(run)
-    run.set_defaults(handler=cmd_run)
+    run.set_defaults(handler=lazy("mstui.cli.run_cmd", "cmd_run"))
 
     models = sub.add_parser("models", help="list GGUF models and whether a GPU can be used",
                             description="List every GGUF in models/ (and PATHs given) with size, "
@@ -143,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--models-dir", default="models", metavar="DIR",
                         help="where models are looked for (default: models)")
     models.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    models.set_defaults(handler=cmd_models)
+    models.set_defaults(handler=lazy("mstui.cli.models_cmd", "cmd_models"))
 
     from mstui.cli import eval_cmd, fit_cmd, sweep_cmd, traces_cmd
 

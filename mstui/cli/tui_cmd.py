@@ -9,20 +9,20 @@ from mstui.store import default_db_path
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
-    """Open the TUI. `--policy fixed` (the parser's default) means auto: markov when a fit exists
-    for the model and strategy, else fixed, which the status line says."""
+    """Open the TUI. `--policy auto` (the default) picks markov when a fit exists for the model
+    and strategy, else fixed, and the status line says which."""
     from mstui.ui.app import make_app
 
     config = config_from_args(args)
-    auto = args.policy == "fixed"
+    auto = args.policy == "auto"
     app = make_app(
         config,
         db_path=args.db or default_db_path(),
-        problem_set=getattr(args, "problems", None) or "gen",
-        level=getattr(args, "level", None),
-        seed=getattr(args, "seed", 0) or 0,
+        problem_set=args.problems or "gen",
+        level=args.level,
+        seed=args.seed,
         auto_policy=auto,
-        question=getattr(args, "question", None),
+        question=args.question,
     )
     app.run()
     return 0

@@ -55,8 +55,9 @@ def _mark(record: RoundRecord) -> str:
     return " ✓" if record.correct else " ✗"
 
 
-def cmd_run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def cmd_run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Run the refinement loop on one question; exit 0 when it ran, 2 on a bad input."""
+    out = out or sys.stdout  # looked up per call: tests and callers swap sys.stdout
     question = (args.question or "").strip()
     if not question:
         raise ValueError("--question is empty; give the question text")

@@ -224,6 +224,7 @@ class StoredPool:
     max_rounds: int
     other_caps: dict[int, int]  # other max_rounds values present, with their run counts
     dropped: int  # runs at the cap left out (a round unlabelled, cancelled or missing)
+    levels: I64 = field(default_factory=lambda: np.zeros(0, np.int64))  # per row, −1 unknown
 
 
 def pool_caps(store: Store, *, model: str | None, problem_set: str | None,
@@ -254,13 +255,14 @@ def load_pool(store: Store, *, model: str | None, problem_set: str | None,
     cols = ("correct", "tokens", "answer", "found", "changed", "agreement", "logprob")
     buf: dict[str, array[Any]] = {c: array("d") for c in cols}
     problems: list[str] = []
+    levels: list[int] = []
     answer_codes: dict[str, int] = {}
     dropped = 0
     sql = (
         "SELECT runs.id, coalesce(runs.problem_id, runs.question), r.idx, r.correct, "
         "coalesce(r.prompt_tokens, 0) - coalesce(r.cached_tokens, 0) "
         "+ coalesce(r.completion_tokens, 0), r.answer, r.obs_found, r.obs_changed, "
-        "r.obs_agreement, r.obs_logprob, r.finish_reason "
+        "r.obs_agreement, r.obs_logprob, r.finish_reason, runs.level "
         f"FROM runs JOIN rounds r ON r.run_id = runs.id WHERE {where} "
         "AND runs.status = 'finished' AND runs.policy = ? AND runs.max_rounds = ? "
         "AND runs.n_rounds = ? ORDER BY runs.id, r.idx"
@@ -274,6 +276,7 @@ def load_pool(store: Store, *, model: str | None, problem_set: str | None,
             dropped += 1
             return
         problems.append(str(rows[0][1]))
+        levels.append(-1 if rows[0][11] is None else int(rows[0][11]))
         for r in rows:
             ans = -1 if r[5] is None else answer_codes.setdefault(r[5], len(answer_codes))
             for c, val in zip(cols, (r[3], r[4], ans, r[6] or 0,
@@ -304,7 +307,7 @@ def load_pool(store: Store, *, model: str | None, problem_set: str | None,
                 arr("found", np.bool_), arr("changed", np.int64), arr("agreement", np.float64),
                 arr("logprob", np.float64))
     others = {k: v for k, v in caps.items() if k != nr}
-    return StoredPool(pool, problems, nr, others, dropped)
+    return StoredPool(pool, problems, nr, others, dropped, np.asarray(levels, np.int64))
 
 
 def split_by_problem(problems: list[str], test_fraction: float,

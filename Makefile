@@ -12,7 +12,13 @@ export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 # Extra args for mstui, e.g. `make run ARGS="--model models/other.gguf"`.
 ARGS ?=
 
-.PHONY: run test setup model lint bench clean
+# The calibration pool shipped in traces.db (docs/evaluation.md): seeded problems and sampling,
+# one llama.cpp thread so the arithmetic, and so the samples, do not depend on the core count.
+POOL_DB ?= traces.db
+POOL_ARGS := --problem-set gen --limit 300 --problem-seed 0 --max-rounds 6 --max-tokens 96 \
+	--seed 0 --threads 1
+
+.PHONY: run test setup model lint bench clean pool
 
 run: setup model
 	$(BIN)/mstui $(ARGS)
@@ -45,6 +51,10 @@ lint: setup
 
 bench: setup model
 	$(BIN)/python bench/run_all.py
+
+pool: setup model
+	$(BIN)/mstui sweep $(POOL_ARGS) --db $(POOL_DB)
+	$(BIN)/mstui fit --db $(POOL_DB)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,4 +1,4 @@
-"""Snapshots of the live, traces, replay and fit screens: fixed size, scripted backend, data."""
+"""Snapshots of the live, traces, replay, compare and fit screens (fixed size, scripted data)."""
 
 from __future__ import annotations
 
@@ -80,6 +80,20 @@ def test_fit_screen(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-un
     async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
         await pilot.press("f")
         await wait_for(pilot, lambda: getattr(app.screen, "shown", None) is not None)
+        await settle(pilot, app)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_compare_screen(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    app = demo_app(tmp_path)
+
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        await pilot.press("t")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "TracesScreen")
+        await wait_for(pilot, lambda: app.screen.query_one(DataTable).row_count == 16)
+        await pilot.press("space", "down", "down", "down", "down", "space", "c")  # runs 16, 12
+        await wait_for(pilot, lambda: getattr(app.screen, "columns", None) is not None)
         await settle(pilot, app)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from textual.widgets import DataTable, Input
 
 from mstui.config import RunConfig
@@ -14,7 +16,9 @@ from mstui.core.policies import parse_policy
 from mstui.engine.scripted import ScriptedBackend
 from mstui.store import Store
 from mstui.ui.app import MstuiApp, make_app
+from mstui.ui.charts import AccuracyChart
 from mstui.ui.demo import SCRIPT, demo_store
+from mstui.ui.fit import accuracy_rows, detail
 from mstui.ui.services import parse_query
 from mstui.ui.widgets import DecisionPanel, ProbPanel
 from tests.test_ui_live import SIZE, text_of, wait_for
@@ -142,6 +146,18 @@ async def test_fit_screen_shows_scope_and_refits(demo) -> None:  # type: ignore[
         assert screen.shown.fit.a == pytest.approx(fit.a)
         names = [c["name"] for c in screen.shown.checks]
         assert names == ["accuracy-by-round", "time-homogeneity", "first-order-markov"]
+        # The plot draws the core's check rows: observed vs p_n = chain.accuracy(p̂0, n).
+        rows = accuracy_rows(screen.shown)
+        assert [r["round"] for r in rows] == [0, 1, 2, 3]
+        chart = screen.query_one(AccuracyChart)
+        assert chart.series["observed"] == [(float(r["round"]), r["observed"]) for r in rows]
+        assert chart.series["predicted p_n"] == [
+            (float(n), pytest.approx(fit.chain.accuracy(fit.p0, n))) for n in range(4)
+        ]
+        console = Console(width=120, record=True, file=io.StringIO())
+        console.print(detail(screen.shown))  # the text table stays next to the plot
+        table_text = console.export_text()
+        assert all(f"{r['observed']:.3f}" in table_text for r in rows)
         await pilot.press("r")
         await wait_for(
             pilot,

@@ -11,7 +11,9 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 
 from mstui.config import RunConfig
+from mstui.engine.models import DEFAULT_MODELS_DIR
 from mstui.ui import messages as m
+from mstui.ui.commands import GROUPS, MstuiCommands, PriceScreen, entries
 from mstui.ui.help import HelpScreen
 from mstui.ui.live import LiveScreen
 from mstui.ui.picker import ProblemPicker
@@ -24,6 +26,7 @@ class MstuiApp(App[None]):
 
     CSS_PATH = "app.tcss"
     TITLE = "mstui"
+    COMMANDS = App.COMMANDS | {MstuiCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("t", "traces", "Traces"),
         Binding("f", "fit", "Fit"),
@@ -43,8 +46,10 @@ class MstuiApp(App[None]):
         seed: int = 0,
         auto_policy: bool = True,
         show_timings: bool = True,
+        models_dir: Path = DEFAULT_MODELS_DIR,
     ) -> None:
         super().__init__()
+        self.models_dir = models_dir  # where the palette looks for GGUFs
         self.config = config
         self.db_path = db_path
         self.policy = "auto" if auto_policy else config.policy
@@ -69,6 +74,58 @@ class MstuiApp(App[None]):
         """The config of the next run: the chosen policy (auto is resolved by the worker)."""
         policy = self.config.policy if self.policy == "auto" else self.policy
         return dataclasses.replace(self.config, policy=policy)
+
+    # ---- settings of the next run (palette, keys) ---------------------------------------------
+
+    def open_choices(self, group: str) -> None:
+        """A palette listing one group's choices (m: model, g: strategy, p: policy, ...)."""
+        assert group in GROUPS
+        self.search_commands(entries(self, group), placeholder=f"choose the {group}…")
+
+    def _changed(self, what: str) -> None:
+        self.live.refresh_status()
+        self.notify(what, timeout=3)
+
+    def choose_model(self, path: str) -> None:
+        """Load another model in the worker thread (after a run in progress ends)."""
+        self.config = dataclasses.replace(self.config, model=path)
+        self.worker.reload(self.config)
+        self._changed(f"loading {Path(path).name}…")
+
+    def choose(self, field: str, value: str) -> None:
+        """Set the strategy or the prompt format of the next run."""
+        if field == "strategy":
+            self.config = dataclasses.replace(self.config, strategy=value)
+        else:
+            self.config = dataclasses.replace(self.config, prompt_format=value)
+        self._changed(f"{field} {value} from the next run")
+
+    def choose_policy(self, policy: str) -> None:
+        """Set the policy of the next run (auto = markov when a fit exists, else fixed)."""
+        self.policy = self.policy_label = policy
+        self._changed(f"policy {policy} from the next run")
+
+    def choose_level(self, level: int | None) -> None:
+        """Pick the built-in generator's level (all levels = None)."""
+        if not self.live.picker.builtin:
+            self.notify("levels apply to the built-in generated problems only")
+            return
+        self.live.picker.set_level(level)
+        self.live.problem = None
+        self.live.problem_info()
+        self._changed(f"problems: {self.live.picker.level_label}")
+
+    def set_price(self, price: float | None) -> None:
+        """κ for markov from the next run (None: the dialog was cancelled)."""
+        if price is None:
+            return
+        self.config = dataclasses.replace(self.config, price=price)
+        self.live.show_decision()
+        self._changed(f"κ {price:g} from the next run")
+
+    def action_price(self) -> None:
+        """Ask for κ."""
+        self.push_screen(PriceScreen(self.config.price), self.set_price)
 
     # Worker messages go to the live screen, whichever screen is on top.
     def _forward(self, message: Message) -> None:
@@ -126,6 +183,7 @@ def make_app(
     seed: int = 0,
     auto_policy: bool = True,
     show_timings: bool = True,
+    models_dir: Path = DEFAULT_MODELS_DIR,
 ) -> MstuiApp:
     """The app for the CLI, tests and snapshots; `backend_factory(config)` runs on the worker
     thread (tests pass a ScriptedBackend or a tiny GGUF; None loads config.model with llama.cpp).
@@ -140,4 +198,5 @@ def make_app(
         seed=seed,
         auto_policy=auto_policy,
         show_timings=show_timings,
+        models_dir=models_dir,
     )

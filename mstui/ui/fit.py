@@ -12,14 +12,23 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
+from mstui.ui.charts import AccuracyChart
 from mstui.ui.services import ScopeFit
-from mstui.ui.widgets import bar, num
+from mstui.ui.widgets import num
 from mstui.ui.worker import one_line
 
 if TYPE_CHECKING:
     from mstui.ui.app import MstuiApp
 
 COLUMNS = ("model", "set", "strategy", "runs", "questions", "rounds", "fit")
+
+
+def accuracy_rows(sf: ScopeFit) -> list[dict[str, Any]]:
+    """Observed vs predicted accuracy per round, as the core's accuracy-by-round check gave it."""
+    for c in sf.checks:
+        if c["name"] == "accuracy-by-round":
+            return list(c.get("details", {}).get("rounds", []))
+    return []
 
 
 def detail(sf: ScopeFit) -> Table | Text:
@@ -48,7 +57,6 @@ def detail(sf: ScopeFit) -> Table | Text:
     checks = Table(title="fit checks", title_justify="left", box=None)
     for col in ("check", "statistic", "df", "p", "verdict"):
         checks.add_column(col)
-    rows: list[dict[str, Any]] = []
     for c in sf.checks:
         ok = c.get("passed", c.get("p_value", 1.0) >= 0.05)
         checks.add_row(
@@ -58,15 +66,14 @@ def detail(sf: ScopeFit) -> Table | Text:
             f"{c['p_value']:.3f}",
             Text("fits" if ok else "rejected", style="green" if ok else "red"),
         )
-        if c["name"] == "accuracy-by-round":
-            rows = c.get("details", {}).get("rounds", [])
     grid.add_row(checks)
+    rows = accuracy_rows(sf)
     acc = Table(
-        title="accuracy per round: observed (95% interval) vs predicted p_n",
+        title="per round: observed (95% CI) vs p_n",
         title_justify="left",
         box=None,
     )
-    for col in ("n", "rounds", "observed", "interval", "predicted", ""):
+    for col in ("n", "rounds", "observed", "interval", "predicted"):
         acc.add_column(col)
     for r in rows:
         acc.add_row(
@@ -75,9 +82,6 @@ def detail(sf: ScopeFit) -> Table | Text:
             num(r["observed"]),
             f"[{num(r['lo'])}, {num(r['hi'])}]",
             num(r["predicted"]),
-            Text(bar(r["observed"], 20), style="green")
-            + Text("\n")
-            + Text(bar(r["predicted"], 20), style="cyan"),
         )
     grid.add_row(acc if rows else Text("no per-round accuracy for this fit", style="dim"))
     return grid
@@ -107,6 +111,7 @@ class FitScreen(Screen[None]):
         yield DataTable(id="fit-table", cursor_type="row")
         with VerticalScroll(id="fit-detail"):
             yield Static("loading scopes…", id="fit-body")
+            yield AccuracyChart("accuracy per round: observed vs predicted p_n", id="fit-chart")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -172,6 +177,7 @@ class FitScreen(Screen[None]):
     def _show_fit(self, sf: ScopeFit, refit: bool) -> None:
         self.shown = sf
         self.query_one("#fit-body", Static).update(detail(sf))
+        self.query_one(AccuracyChart).show_rounds(accuracy_rows(sf))
         if refit:
             self.app.notify(f"saved fit #{sf.fit_id}", title="refit")
             self.run_worker(self._fetch_scopes, thread=True, group="fit")

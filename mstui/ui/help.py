@@ -19,7 +19,10 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
             ("f", "fit: chain fits per scope, checks, refit"),
             ("?", "this help"),
             ("q", "quit"),
-            ("ctrl+p", "command palette"),
+            (
+                "ctrl+p",
+                "command palette: model, strategy, policy, prompt format, level, κ, screens",
+            ),
         ),
     ),
     (
@@ -29,7 +32,10 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
             ("n", "next problem of the set"),
             ("l", "cycle the generated problems' level"),
             ("r", "run the question"),
-            ("p", "cycle the policy (auto = markov when a fit exists, else fixed)"),
+            ("m", "pick the model (GGUFs in models/; reloads in the background)"),
+            ("g", "pick the strategy: reanswer, refine, wait"),
+            ("p", "pick the policy (auto = markov when a fit exists, else fixed)"),
+            ("k", "set κ, markov's price per token (from the next run)"),
             ("[ ]", "N_max − / +"),
             ("Esc", "cancel the round in flight"),
         ),
@@ -37,7 +43,10 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     (
         "step-through",
         (
-            ("s", "step mode on/off: pause before every decision"),
+            (
+                "s",
+                "step mode on/off: pause before every decision (next keys: while running)",
+            ),
             ("space", "step: accept the decision, pause at the next"),
             ("c", "force continue (stored as your override)"),
             ("x", "force stop (stored as your override)"),
@@ -56,6 +65,8 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
                 "status:, correct:yes|no, since:DATE",
             ),
             ("Enter", "replay the selected run"),
+            ("space", "mark / unmark a run (two at most)"),
+            ("c", "compare the two marked runs side by side"),
             ("[ ]", "previous / next page"),
             ("Esc", "back"),
         ),
@@ -66,14 +77,17 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
             ("← →", "previous / next round"),
             ("w", "what-if with the inputs below"),
             ("W", "the same what-if over every stored run of this problem set"),
+            ("v", "what-if under the next stored fit of this model × strategy"),
             ("Esc", "back"),
         ),
     ),
+    ("compare", (("Esc", "back to the runs"),)),
     (
         "fit",
         (
             ("Enter", "show a scope's fit, checks and accuracy per round"),
             ("r", "refit the selected scope from stored rounds"),
+            ("", "the plot: observed (green) vs predicted p_n (cyan) accuracy per round"),
             ("Esc", "back"),
         ),
     ),

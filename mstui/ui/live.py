@@ -18,14 +18,15 @@ from textual.widgets import Footer, Input, Static
 from mstui.core.problems import Problem
 from mstui.core.types import Decision, RoundRecord
 from mstui.ui import messages as m
+from mstui.ui.charts import AccuracyChart
 from mstui.ui.picker import ProblemPicker
+from mstui.ui.view import EMPTY_VIEW, ProbView
 from mstui.ui.widgets import DecisionPanel, ProbPanel, RoundStrip, StreamView, mark
 from mstui.ui.worker import RunRequest, one_line
 
 if TYPE_CHECKING:
     from mstui.ui.app import MstuiApp
 
-POLICIES = ("auto", "markov", "fixed", "repeat", "none", "gate", "oracle")
 THRESHOLDS = (None, 0.5, 0.7, 0.9)
 DRAIN_SECONDS = 1 / 30  # how often streamed tokens are moved to the screen
 
@@ -38,7 +39,10 @@ class LiveScreen(Screen[None]):
         Binding("r", "run", "Run"),
         Binding("n", "next_problem", "Next problem"),
         Binding("l", "level", "Level"),
-        Binding("p", "policy", "Policy"),
+        Binding("m", "choices('model')", "Model"),
+        Binding("g", "choices('strategy')", "Strategy"),
+        Binding("p", "choices('policy')", "Policy"),
+        Binding("k", "app.price", "κ"),
         Binding("s", "step_mode", "Step mode"),
         Binding("space", "step", "Step"),
         Binding("c", "force('continue')", "Force cont."),
@@ -52,6 +56,8 @@ class LiveScreen(Screen[None]):
         Binding("3", "breakpoint('threshold')", "BP belief", show=False),
         Binding("slash", "focus_question", "Type question", show=False),
     ]
+    # Shown in the footer (and active) only while a run is in progress: the footer stays short.
+    RUN_ONLY = frozenset({"step", "force", "run_to_end"})
 
     def __init__(self, picker: ProblemPicker, question: str | None = None) -> None:
         super().__init__()
@@ -67,6 +73,10 @@ class LiveScreen(Screen[None]):
         self._first_token: float | None = None
         self._round_pieces = 0
         self._timer: Timer | None = None
+        self._shown: tuple[Decision | None, str] = (None, "")  # decision panel content
+        # From submit to RunDone; the worker's `busy` flag clears only after RunDone is posted.
+        self.running = False
+        self.view: ProbView = EMPTY_VIEW  # the probability panel's (and the chart's) numbers
 
     @property
     def mstui(self) -> MstuiApp:
@@ -84,6 +94,7 @@ class LiveScreen(Screen[None]):
         with Horizontal(id="main"):
             with Vertical(id="left"):
                 yield StreamView(id="stream")
+                yield AccuracyChart("accuracy per round", id="live-chart")
                 yield Static("", id="round-stats")
             with Vertical(id="right"):
                 yield ProbPanel(id="prob")
@@ -97,9 +108,10 @@ class LiveScreen(Screen[None]):
         self.query_one("#stream", StreamView).border_title = "round text"
         self.query_one("#prob", ProbPanel).border_title = "probability"
         self.query_one("#decision", DecisionPanel).border_title = "decision"
-        self.query_one(DecisionPanel).show(None)
+        self.show_decision(None)
         self.query_one(RoundStrip).show([], [])
-        self._problem_info()
+        self.query_one(AccuracyChart).show_view(EMPTY_VIEW)
+        self.problem_info()
         self._timer = self.set_interval(DRAIN_SECONDS, self.drain, pause=True)
         self.refresh_status()
 
@@ -113,15 +125,40 @@ class LiveScreen(Screen[None]):
         policy = app.policy
         if app.policy_label != app.policy:
             policy += f"→{app.policy_label}"
+        cfg = app.config
         line = (
-            f"{self.model_text} │ policy {policy} · N_max {app.config.max_rounds} · "
-            f"κ {app.config.price:g} │ {step} · bp {w.breakpoints.describe()}"
+            f"{self.model_text} │ {cfg.strategy}/{cfg.prompt_format} · policy {policy} · "
+            f"N_max {cfg.max_rounds} · κ {cfg.price:g} │ {step} · bp {w.breakpoints.describe()}"
         )
         if w.paused:
             line += " │ ⏸ paused: space step · c continue · x stop · e run to end"
         self.query_one("#status", Static).update(Text(line))
+        self.refresh_bindings()
 
-    def _problem_info(self) -> None:
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Step-through keys only while a run is in progress (hidden from the footer otherwise)."""
+        if action in self.RUN_ONLY:
+            return self.running
+        return True
+
+    def show_decision(
+        self, decision: Decision | None = None, note: str = "", *, keep: bool = True
+    ) -> None:
+        """The decision panel, with the next run's κ under it (it applies from the next run)."""
+        if keep and decision is None and not note:
+            decision, note = self._shown
+        self._shown = (decision, note)
+        cfg = self.mstui.config
+        self.query_one(DecisionPanel).show(
+            decision, note=note, extra=f"next run: κ {cfg.price:g} (markov's price per token)"
+        )
+
+    def _probabilities(self, view: ProbView) -> None:
+        self.view = view
+        self.query_one(ProbPanel).show(view)
+        self.query_one(AccuracyChart).show_view(view)
+
+    def problem_info(self) -> None:
         p = self.problem
         if p is None:
             text = f"problems: {self.picker.set_name} ({self.picker.level_label}; l to change)"
@@ -150,12 +187,12 @@ class LiveScreen(Screen[None]):
             self._round_done(msg.record)
         elif isinstance(msg, m.DecisionReady | m.Paused):
             self.drain()
-            self.query_one(ProbPanel).show(msg.view)
+            self._probabilities(msg.view)
             if isinstance(msg, m.DecisionReady):
                 self.decisions.append(msg.decision)
-                self.query_one(DecisionPanel).show(msg.decision)
+                self.show_decision(msg.decision)
             else:
-                self.query_one(DecisionPanel).show(msg.decision, note=msg.why)
+                self.show_decision(msg.decision, note=msg.why)
             self._strip()
         elif isinstance(msg, m.RunDone):
             self.drain()
@@ -165,7 +202,8 @@ class LiveScreen(Screen[None]):
     def _run_began(self, msg: m.RunBegan) -> None:
         self.records, self.decisions, self.run_id = [], [], msg.run_id
         self.mstui.policy_label = msg.policy
-        self.query_one(DecisionPanel).show(None)
+        self.show_decision(None, keep=False)
+        self._probabilities(EMPTY_VIEW)
         self._strip()
         if self._timer is not None:
             self._timer.resume()
@@ -223,6 +261,7 @@ class LiveScreen(Screen[None]):
         self._strip()
 
     def _run_done(self, msg: m.RunDone) -> None:
+        self.running = False
         if self._timer is not None:
             self._timer.pause()
         if msg.reason == "error" and not self.records:
@@ -268,6 +307,9 @@ class LiveScreen(Screen[None]):
         )
         if not app.worker.submit(req):
             self.app.notify("a run is in progress; Esc cancels it", severity="warning")
+            return
+        self.running = True
+        self.refresh_bindings()
 
     def action_next_problem(self) -> None:
         """Load the next problem of the set into the question box."""
@@ -277,7 +319,7 @@ class LiveScreen(Screen[None]):
             self.app.notify(one_line(exc), severity="error")
             return
         self.query_one("#question", Input).value = self.problem.question
-        self._problem_info()
+        self.problem_info()
 
     def action_level(self) -> None:
         """Cycle the built-in generator's level."""
@@ -286,18 +328,11 @@ class LiveScreen(Screen[None]):
             return
         self.picker.cycle_level()
         self.problem = None
-        self._problem_info()
+        self.problem_info()
 
-    def action_policy(self) -> None:
-        """Cycle the policy (auto = markov when a fit exists, else fixed)."""
-        app = self.mstui
-        app.policy = (
-            POLICIES[(POLICIES.index(app.policy) + 1) % len(POLICIES)]
-            if app.policy in POLICIES
-            else "auto"
-        )
-        app.policy_label = app.policy
-        self.refresh_status()
+    def action_choices(self, group: str) -> None:
+        """A list of the model / strategy / policy choices (the palette, filtered)."""
+        self.mstui.open_choices(group)
 
     def action_rounds(self, delta: int) -> None:
         """Change N_max, the cap on total rounds."""

@@ -38,6 +38,13 @@ class ProblemPicker:
             self.index = -1
         return self.level_label
 
+    def set_level(self, level: int | None) -> None:
+        """Choose a level (None = all) and start its problems from the first."""
+        if level not in LEVEL_CHOICES:
+            raise ValueError(f"level must be one of 1–5 or all, not {level!r}")
+        self.level = level
+        self.index = -1
+
     @property
     def level_label(self) -> str:
         """'all levels' or 'level N'."""

@@ -9,14 +9,17 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Footer, Input, Select, Static
 
 from mstui.core.types import Decision, RoundRecord
+from mstui.ui.services import StoredFit
 from mstui.ui.view import SetWhatIf, WhatIf, prob_view, set_what_if, what_if
 from mstui.ui.widgets import DecisionPanel, ProbPanel, RoundStrip, StreamView, mark
 from mstui.ui.worker import one_line
 
 if TYPE_CHECKING:
+    from mstui.core.belief import ObservationModel
+    from mstui.core.fitting import ChainFit
     from mstui.ui.app import MstuiApp
 
 
@@ -30,6 +33,7 @@ class ReplayScreen(Screen[None]):
         Binding("right", "move(1)", "Next round"),
         Binding("w", "what_if", "What-if"),
         Binding("W", "what_if_set", "What-if (set)"),
+        Binding("v", "next_fit", "Fit ▸"),
     ]
 
     def __init__(self, run_id: int) -> None:
@@ -41,6 +45,7 @@ class ReplayScreen(Screen[None]):
         self.cursor = 0
         self.last_what_if: WhatIf | None = None
         self.last_set: SetWhatIf | None = None
+        self.fits: list[StoredFit] = []  # stored fits of this run's model × strategy
 
     @property
     def mstui(self) -> MstuiApp:
@@ -62,6 +67,7 @@ class ReplayScreen(Screen[None]):
             yield Input(id="wi-policy", placeholder="policy, e.g. markov, fixed:2, repeat")
             yield Input(id="wi-price", placeholder="κ (price per token)")
             yield Input(id="wi-rounds", placeholder="N_max")
+            yield Select[int]([], id="wi-fit", prompt="fit: the run's own", allow_blank=True)
         yield Static(
             "w: what-if with these inputs · W: over every stored run of this set", id="whatif"
         )
@@ -77,14 +83,20 @@ class ReplayScreen(Screen[None]):
     def _fetch(self) -> None:
         try:
             run = self.mstui.traces.run(self.run_id)
+            fits = self.mstui.traces.fits_for(run)
         except Exception as exc:
             self.app.call_from_thread(self.app.notify, one_line(exc), severity="error")
             return
-        self.app.call_from_thread(self.loaded, run)
+        self.app.call_from_thread(self.loaded, run, fits)
 
-    def loaded(self, run: dict[str, Any]) -> None:
-        """Show a run fetched by TraceService.run."""
+    def loaded(self, run: dict[str, Any], fits: list[StoredFit] | None = None) -> None:
+        """Show a run fetched by TraceService.run, and offer the fits for what-if."""
         self.run = run
+        self.fits = list(fits or [])
+        chooser = self.query_one("#wi-fit", Select)
+        chooser.set_options([(f.label, f.fit_id) for f in self.fits])
+        if any(f.fit_id == run.get("fit_id") for f in self.fits):
+            chooser.value = int(run["fit_id"])
         self.rounds = list(run["rounds"])
         self.decisions = {d.round: d for d in run["decisions"]}
         gold = f" · gold {run['gold']}" if run.get("gold") is not None else ""
@@ -146,6 +158,33 @@ class ReplayScreen(Screen[None]):
             raise ValueError("κ must be a number and N_max a whole number") from None
         return spec, price, nmax
 
+    def chosen_fit(self) -> tuple[ChainFit | None, ObservationModel | None, str]:
+        """(fit, obs model, label) for what-if: the chosen stored fit, else the run's own."""
+        assert self.run is not None
+        value = self.query_one("#wi-fit", Select).value
+        for f in self.fits:
+            if f.fit_id == value:
+                return f.fit, f.obs_model, f"fit #{f.fit_id}"
+        own = f"fit #{self.run['fit_id']}" if self.run.get("fit") is not None else "no fit"
+        return self.run.get("fit"), self.run.get("obs_model"), own
+
+    def action_next_fit(self) -> None:
+        """Cycle the what-if fit through the stored fits of this model × strategy."""
+        chooser = self.query_one("#wi-fit", Select)
+        ids = [f.fit_id for f in self.fits]
+        if not ids:
+            self.app.notify("no stored fit for this model and strategy")
+            return
+        # Blank (the run's own fit) stays reachable in the chooser itself.
+        chooser.value = ids[
+            (ids.index(chooser.value) + 1) % len(ids) if chooser.value in ids else 0
+        ]
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        """A new fit recomputes the what-if at once."""
+        if self.run is not None and self.last_what_if is not None:
+            self.action_what_if()
+
     def on_input_submitted(self, event: Input.Submitted) -> None:
         """Enter in a what-if box recomputes at once."""
         self.set_focus(None)
@@ -158,9 +197,8 @@ class ReplayScreen(Screen[None]):
         out = self.query_one("#whatif", Static)
         try:
             spec, price, nmax = self._inputs()
-            wi = what_if(
-                self.rounds, spec, price, nmax, self.run.get("fit"), self.run.get("obs_model")
-            )
+            fit, obs, fit_label = self.chosen_fit()
+            wi = what_if(self.rounds, spec, price, nmax, fit, obs)
         except ValueError as exc:
             out.update(Text(one_line(exc), style="red"))
             return
@@ -169,7 +207,8 @@ class ReplayScreen(Screen[None]):
         old = stored[-1] if stored else None
         text = Text()
         text.append(
-            f"{wi.policy} (N_max {nmax}) would stop after round {wi.stop_round}: ", style="bold"
+            f"{wi.policy} (N_max {nmax}, {fit_label}) would stop after round {wi.stop_round}: ",
+            style="bold",
         )
         text.append(f"answer {wi.answer} {mark(wi.correct)} · {wi.tokens} tokens\n")
         text.append(f"rule {wi.decision.rule}: {wi.decision.reason}\n")
@@ -195,17 +234,26 @@ class ReplayScreen(Screen[None]):
             return
         self.query_one("#whatif", Static).update("computing over the stored runs…")
         run = self.run
+        fit, obs, _ = self.chosen_fit()
         self.run_worker(
-            lambda: self._set_what_if(run, spec, price, nmax),
+            lambda: self._set_what_if(run, spec, price, nmax, fit, obs),
             thread=True,
             exclusive=True,
             group="whatif",
         )
 
-    def _set_what_if(self, run: dict[str, Any], spec: str, price: float, nmax: int) -> None:
+    def _set_what_if(
+        self,
+        run: dict[str, Any],
+        spec: str,
+        price: float,
+        nmax: int,
+        fit: ChainFit | None,
+        obs: ObservationModel | None,
+    ) -> None:
         try:
             runs = self.mstui.traces.sibling_runs(run)
-            result = set_what_if(runs, spec, price, nmax, run.get("fit"), run.get("obs_model"))
+            result = set_what_if(runs, spec, price, nmax, fit, obs)
         except Exception as exc:
             self.app.call_from_thread(
                 self.query_one("#whatif", Static).update, Text(one_line(exc), style="red")

@@ -13,6 +13,7 @@ from mstui.ui.view import fit_of_stored
 if TYPE_CHECKING:
     import numpy as np
 
+    from mstui.core.belief import ObservationModel
     from mstui.core.fitting import ChainFit, CheckResult
     from mstui.store import Store
 
@@ -73,6 +74,16 @@ def check_dicts(checks: list[CheckResult]) -> list[dict[str, Any]]:
     ]
 
 
+@dataclass(frozen=True)
+class StoredFit:
+    """A stored fit ready for the policies: its id, a label for a chooser, chain and obs model."""
+
+    fit_id: int
+    label: str
+    fit: ChainFit | None
+    obs_model: ObservationModel | None
+
+
 class TraceService:
     """Opens the store lazily (never on the UI thread) and answers the screens' questions."""
 
@@ -118,6 +129,23 @@ class TraceService:
     def fit_by_id(self, fit_id: int) -> dict[str, Any]:
         """A stored fit as saved."""
         return self.store.get_fit(fit_id)
+
+    def fits_for(self, run: dict[str, Any]) -> list[StoredFit]:
+        """Stored fits of the run's model and strategy (any problem set), newest first."""
+        out: list[StoredFit] = []
+        for row in self.store.fits():
+            scope = row.get("scope")
+            if not isinstance(scope, dict):
+                continue
+            if (scope.get("model"), scope.get("strategy")) != (
+                run.get("model"),
+                run.get("strategy"),
+            ):
+                continue
+            fit, obs = fit_of_stored(self.store.get_fit(int(row["id"])))
+            label = f"fit #{row['id']} {scope.get('problem_set')}"  # short: it sits in a Select
+            out.append(StoredFit(int(row["id"]), label, fit, obs))
+        return out
 
     def sibling_runs(self, run: dict[str, Any], limit: int = 2000) -> list[dict[str, Any]]:
         """Finished runs of the same model, problem set and strategy (for a set-wide what-if)."""

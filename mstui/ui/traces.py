@@ -61,6 +61,8 @@ class TracesScreen(Screen[None]):
         Binding("left_square_bracket", "page(-1)", "Prev page"),
         Binding("right_square_bracket", "page(1)", "Next page"),
         Binding("r", "reload", "Reload"),
+        Binding("space", "mark", "Mark"),
+        Binding("c", "compare", "Compare marked"),
     ]
 
     def __init__(self) -> None:
@@ -68,6 +70,7 @@ class TracesScreen(Screen[None]):
         self.query_text = ""
         self.page_offset = 0
         self.total = 0
+        self.marked: list[int] = []  # run ids marked for comparison, oldest mark first
 
     @property
     def mstui(self) -> MstuiApp:
@@ -88,7 +91,7 @@ class TracesScreen(Screen[None]):
     def on_mount(self) -> None:
         """Columns, then the first page (in a thread: a big database never blocks the UI)."""
         table = self.query_one(DataTable)
-        table.add_columns(*COLUMNS)
+        self.run_column = table.add_columns(*COLUMNS)[0]
         self.load()
 
     def load(self) -> None:
@@ -114,14 +117,20 @@ class TracesScreen(Screen[None]):
         table = self.query_one(DataTable)
         table.clear()
         for r in rows:
-            table.add_row(*row_cells(r), key=str(r["id"]))
+            cells = row_cells(r)
+            if r["id"] in self.marked:
+                cells = (f"● {cells[0]}", *cells[1:])
+            table.add_row(*cells, key=str(r["id"]))
         self.total = total
         last = offset + len(rows)
         what = f" matching {self.query_text!r}" if self.query_text else ""
         self.query_one("#traces-info", Static).update(
             f"runs {offset + 1 if rows else 0}–{last} of {total}{what} · Enter replays · "
-            "[ ] pages · / filters"
+            f"[ ] pages · / filters · space marks, c compares{self._marked_text()}"
         )
+
+    def _marked_text(self) -> str:
+        return f" (marked: {', '.join(map(str, self.marked))})" if self.marked else ""
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         """Apply a new filter/search query from the first page."""
@@ -143,6 +152,37 @@ class TracesScreen(Screen[None]):
         if 0 <= new < max(self.total, 1):
             self.page_offset = new
             self.load()
+
+    def action_mark(self) -> None:
+        """Mark / unmark the run under the cursor; marking a third drops the oldest mark."""
+        table = self.query_one(DataTable)
+        if table.row_count == 0:
+            return
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+        run_id = int(str(key.value))
+        if run_id in self.marked:
+            self.marked.remove(run_id)
+        else:
+            self.marked.append(run_id)
+            if len(self.marked) > 2:
+                dropped = self.marked.pop(0)
+                self._mark_cell(dropped, False)
+        self._mark_cell(run_id, run_id in self.marked)
+        self.app.notify(f"marked: {', '.join(map(str, self.marked)) or 'none'}", timeout=2)
+
+    def _mark_cell(self, run_id: int, on: bool) -> None:
+        table = self.query_one(DataTable)
+        if str(run_id) in table.rows:  # the run may be on another page
+            table.update_cell(str(run_id), self.run_column, f"● {run_id}" if on else str(run_id))
+
+    def action_compare(self) -> None:
+        """Open the two marked runs side by side."""
+        from mstui.ui.compare import CompareScreen
+
+        if len(self.marked) != 2:
+            self.app.notify("mark two runs with space first", severity="warning")
+            return
+        self.app.push_screen(CompareScreen(*self.marked))
 
     def action_reload(self) -> None:
         """Fetch the page again (new runs appear)."""

@@ -144,15 +144,22 @@ def _regime_style(regime: str | None) -> str:
 class DecisionPanel(Static):
     """The decision: continue / stop, the rule that fired, its reason and numbers."""
 
-    def show(self, decision: Decision | None, note: str = "") -> None:
-        """Render a decision (or a waiting line); `note` says why the run is paused."""
+    def show(self, decision: Decision | None, note: str = "", extra: str = "") -> None:
+        """Render a decision (or a waiting line); `note` says why the run is paused, `extra`
+        is a last line (the live screen's κ for the next run)."""
         t = Text()
         if note:
             t.append(f"⏸ {note}\n", style="bold yellow")
         if decision is None:
             t.append("no decision yet", style="dim")
-            self.update(t)
-            return
+        else:
+            self._decision(t, decision)
+        if extra:
+            t.append(f"\n{extra}", style="italic")
+        self.update(t)
+
+    @staticmethod
+    def _decision(t: Text, decision: Decision) -> None:
         act = decision.final_action
         t.append(f"after round {decision.round}: ", style="bold")
         t.append(act.upper(), style="bold green" if act == "continue" else "bold red")
@@ -165,4 +172,3 @@ class DecisionPanel(Static):
             f"T {num(decision.round_cost, 0)}  cap {decision.cap or '—'}",
             style="dim",
         )
-        self.update(t)

@@ -17,7 +17,7 @@ from mstui.engine.scripted import ScriptedBackend
 from mstui.store import Store
 from mstui.ui.app import MstuiApp, make_app
 from mstui.ui.charts import AccuracyChart
-from mstui.ui.demo import SCRIPT, demo_store
+from mstui.ui.demo import SCOPE, SCRIPT, demo_store
 from mstui.ui.fit import accuracy_rows, detail
 from mstui.ui.services import parse_query
 from mstui.ui.widgets import DecisionPanel, ProbPanel
@@ -168,6 +168,12 @@ async def test_fit_screen_shows_scope_and_refits(demo) -> None:  # type: ignore[
         assert new is not None
     with Store(db) as store:
         assert len(store.fits()) == 2
+        saved = store.latest_fit(SCOPE)
+        # Refit from the UI saves what `mstui fit` saves: checks keyed by name and the
+        # observation model the live markov policy filters with.
+        assert saved is not None and "obs_model" in saved[1]
+        assert set(saved[1]["checks"]) == {"accuracy-by-round", "time-homogeneity",
+                                           "first-order-markov"}
     # The refit counts every stored round of the scope: the pool plus the markov runs.
     assert new.n_rounds == sum(
         len(Store(db).get_run(i)["rounds"]) for i in info["pool"] + info["markov"]

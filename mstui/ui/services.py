@@ -11,7 +11,6 @@ from mstui.ui.view import fit_of_stored
 
 # numpy/scipy and the store load on first use (in a thread worker), not at app start.
 if TYPE_CHECKING:
-    import numpy as np
 
     from mstui.core.belief import ObservationModel
     from mstui.core.fitting import ChainFit, CheckResult
@@ -57,6 +56,14 @@ class ScopeFit:
     fit_id: int | None
     fit: ChainFit | None
     checks: list[dict[str, Any]]
+
+
+def stored_checks(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """A stored fit's checks as a list; `mstui fit` stores them keyed by name."""
+    checks = data.get("checks")
+    if isinstance(checks, dict):
+        return [{"name": name, **value} for name, value in checks.items()]
+    return list(checks or [])
 
 
 def check_dicts(checks: list[CheckResult]) -> list[dict[str, Any]]:
@@ -165,6 +172,7 @@ class TraceService:
     def scope_fit(self, scope: dict[str, Any]) -> ScopeFit:
         """The newest fit of a scope, its checks (from the fit, or computed from the rounds)."""
         from mstui.core.fitting import ChainFit, fit_checks
+        from mstui.fitting_io import load_labelled
 
         key = {k: scope.get(k) for k in ("model", "problem_set", "strategy")}
         latest = self.store.latest_fit(key)
@@ -172,36 +180,22 @@ class TraceService:
             return ScopeFit(key, None, None, [])
         fit_id, data = latest
         fit = ChainFit.from_dict(data)
-        checks = data.get("checks")
+        checks = stored_checks(data)
         if not checks:
-            q, r, c = self._arrays(key)
-            checks = check_dicts(fit_checks(q, r, c, fit)) if q.size else []
-        return ScopeFit(key, fit_id, fit, list(checks))
-
-    def refit(self, scope: dict[str, Any]) -> ScopeFit:
-        """Fit the chain on the scope's labelled rounds, check it and save it with its checks."""
-        from mstui.core.fitting import fit_chain, fit_checks
-
-        key = {k: scope.get(k) for k in ("model", "problem_set", "strategy")}
-        q, r, c = self._arrays(key)
-        if q.size == 0:
-            raise ValueError("this scope has no labelled rounds to fit")
-        name = f"{key['model']} × {key['problem_set']} × {key['strategy']}"
-        fit = fit_chain(q, r, c, scope=name)
-        checks = check_dicts(fit_checks(q, r, c, fit))
-        fit_id = self.store.save_fit(key, fit.to_dict() | {"checks": checks})
+            rows = load_labelled(self.store, **key)
+            if len(rows):
+                checks = check_dicts(fit_checks(rows.run, rows.round, rows.correct, fit))
         return ScopeFit(key, fit_id, fit, checks)
 
-    def _arrays(self, key: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Streamed labelled rounds as (question/run key, round, correct) arrays."""
-        import numpy as np
+    def refit(self, scope: dict[str, Any]) -> ScopeFit:
+        """Fit the scope exactly as `mstui fit` does (chain, checks, observation model) and
+        save it, so the live policy gets the same fit from either place."""
+        from mstui.fitting_io import fit_labelled, load_labelled
 
-        qids: list[str] = []
-        rounds: list[int] = []
-        correct: list[bool] = []
-        for lr in self.store.labelled_rounds(**key):
-            # Each run is its own chain: repeated runs of one question must not link up.
-            qids.append(f"{lr.problem}/{lr.run_id}")
-            rounds.append(lr.round)
-            correct.append(lr.correct)
-        return np.asarray(qids), np.asarray(rounds, np.int64), np.asarray(correct, np.bool_)
+        key = {k: scope.get(k) for k in ("model", "problem_set", "strategy")}
+        rows = load_labelled(self.store, **key)
+        if len(rows) == 0:
+            raise ValueError("this scope has no labelled rounds to fit")
+        result = fit_labelled(rows, key)
+        fit_id = self.store.save_fit(key, result.stored())
+        return ScopeFit(key, fit_id, result.fit, check_dicts(result.checks))

@@ -133,3 +133,11 @@ def test_observe_features() -> None:
 def test_max_rounds_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         run("none", max_rounds=0)
+
+
+def test_round_seeds_are_reproducible_and_differ_across_questions_and_rounds() -> None:
+    from mstui.core.loop import round_seed
+
+    assert round_seed(0, "What is 3 + 4?", 2) == round_seed(0, "What is 3 + 4?", 2)
+    seeds = {round_seed(s, q, k) for s in (0, 1) for q in ("a?", "b?") for k in range(3)}
+    assert len(seeds) == 12 and all(0 <= x < 2**31 for x in seeds)

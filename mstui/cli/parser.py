@@ -85,7 +85,9 @@ def add_run_options(p: argparse.ArgumentParser, *, default_rounds: int = 4,
                    help="tokens generated per round at most (default 256)")
     s.add_argument("--temperature", type=float, default=0.7, metavar="T",
                    help="sampling temperature (default 0.7; 0 = greedy)")
-    s.add_argument("--seed", type=int, default=0, help="sampling seed; round k uses seed+k")
+    s.add_argument("--seed", type=int, default=0,
+                   help="sampling seed (default 0); each round of each question samples with "
+                        "its own seed derived from this one, the question and the round")
     s.add_argument("--logprobs", action="store_true",
                    help="record log-probabilities of answer tokens (loads the model with "
                         "logits_all=True: slower, more memory)")

@@ -14,7 +14,7 @@ ChatMessage = dict[str, str]
 
 @dataclass(frozen=True)
 class GenSettings:
-    """Sampling settings for one round; the seed is offset by the round index by the loop."""
+    """Sampling settings of a run; the loop derives each round's seed from `seed` (round_seed)."""
 
     max_tokens: int = 256
     temperature: float = 0.7

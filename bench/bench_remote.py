@@ -12,13 +12,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mstui.cli.sweep_cmd import run_sweep  # noqa: E402
-from mstui.config import RunConfig  # noqa: E402
-from mstui.core.backend import GenSettings  # noqa: E402
-from mstui.core.problems import generate_problems  # noqa: E402
-from mstui.engine.models import resolve_model  # noqa: E402
-from mstui.store import Store  # noqa: E402
-from tests.servers import Server  # noqa: E402
+from mstui.cli.sweep_cmd import run_sweep
+from mstui.config import RunConfig
+from mstui.core.backend import GenSettings
+from mstui.core.problems import generate_problems
+from mstui.engine.models import resolve_model
+from mstui.store import Store
+from tests.servers import Server
 
 
 def one_sweep(url: str, concurrency: int, problems: int, rounds: int) -> tuple[float, int]:

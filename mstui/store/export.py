@@ -11,72 +11,17 @@ from pathlib import Path
 from typing import Any, Literal, TextIO
 
 from mstui.store import records
-from mstui.store.query import RUN_SELECT, run_dict, run_filter
+from mstui.store.query import RUN_COLUMNS, RUN_SELECT, run_dict, run_filter
+from mstui.store.records import DECISION_COLUMNS, ROUND_COLUMNS
 from mstui.store.schema import SCHEMA_VERSION
 from mstui.store.store import Store
 
 _BOOL_ROUND = ("correct", "obs_found", "obs_changed")
-_RUN_CSV = (
-    "id",
-    "uuid",
-    "started_at",
-    "finished_at",
-    "status",
-    "model",
-    "backend",
-    "problem_set",
-    "problem_id",
-    "level",
-    "question",
-    "gold",
-    "strategy",
-    "policy",
-    "max_rounds",
-    "fit_id",
-    "sweep",
-    "final_round",
-    "final_answer",
-    "final_correct",
-    "n_rounds",
-    "total_tokens",
-    "error",
-)
-_ROUND_CSV = (
-    "idx",
-    "prompt",
-    "response",
-    "answer",
-    "answer_text",
-    "extraction_rule",
-    "correct",
-    "prompt_tokens",
-    "completion_tokens",
-    "cached_tokens",
-    "finish_reason",
-    "prompt_seconds",
-    "gen_seconds",
-    "obs_found",
-    "obs_changed",
-    "obs_agreement",
-    "obs_logprob",
-    "error",
-    "created_at",
-)
-_DECISION_CSV = (
-    "action",
-    "rule",
-    "reason",
-    "policy",
-    "belief",
-    "pi",
-    "lam",
-    "expected_gain",
-    "price",
-    "round_cost",
-    "cap",
-    "override",
-    "extra",
-)
+# CSV columns are the store's own column lists: settings (JSON) and the raw answer text stay
+# in the JSONL export, which round-trips; CSV is for spreadsheets.
+_RUN_CSV = tuple(c for c in RUN_COLUMNS if c not in ("settings", "final_answer_text"))
+_ROUND_CSV = (*ROUND_COLUMNS, "created_at")
+_DECISION_CSV = tuple(c for c in DECISION_COLUMNS if c != "round")
 
 
 def _rows(cur: sqlite3.Cursor) -> Iterator[dict[str, Any]]:

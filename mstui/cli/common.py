@@ -61,3 +61,10 @@ def dumps(obj: Any) -> str:
 
     return json.dumps(clean(json.loads(json.dumps(obj, default=_jsonable))), ensure_ascii=False,
                       indent=None)
+
+
+def add_scope_filters(p: Any) -> None:
+    """--model/--problem-set/--strategy: which fit scopes a command works on."""
+    p.add_argument("--model", metavar="NAME", help="only scopes of this model (file name)")
+    p.add_argument("--problem-set", metavar="NAME", help="only scopes of this problem set")
+    p.add_argument("--strategy", metavar="S", help="only scopes of this refinement strategy")

@@ -17,6 +17,7 @@ DEFAULT_KAPPAS = (0.0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3)
 
 def register(sub: Any) -> None:
     """Add `mstui eval` to the subcommands."""
+    from mstui.cli.common import add_scope_filters
     from mstui.cli.parser import add_db_option
 
     p = sub.add_parser(
@@ -26,9 +27,7 @@ def register(sub: Any) -> None:
                     "questions and scores each policy by truncation on the other part: accuracy "
                     "(95%% interval) and mean tokens per question, beside the dataset bounds.")
     add_db_option(p)
-    p.add_argument("--model", metavar="NAME", help="only scopes of this model (file name)")
-    p.add_argument("--problem-set", metavar="NAME", help="only scopes of this problem set")
-    p.add_argument("--strategy", metavar="S", help="only scopes of this refinement strategy")
+    add_scope_filters(p)
     p.add_argument("--max-rounds", type=int, metavar="N",
                    help="use the pool of runs capped at N rounds (default: the cap with the "
                         "most runs)")

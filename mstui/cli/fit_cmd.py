@@ -11,6 +11,7 @@ from mstui.cli.common import dumps, fmt_interval, open_existing_store
 
 def register(sub: Any) -> None:
     """Add `mstui fit` to the subcommands."""
+    from mstui.cli.common import add_scope_filters
     from mstui.cli.parser import add_db_option
 
     p = sub.add_parser(
@@ -21,9 +22,7 @@ def register(sub: Any) -> None:
                     "fit, and print it. Runs of `mstui run`/`sweep` with policy markov or gate "
                     "use the newest fit of their scope.")
     add_db_option(p)
-    p.add_argument("--model", metavar="NAME", help="only scopes of this model (file name)")
-    p.add_argument("--problem-set", metavar="NAME", help="only scopes of this problem set")
-    p.add_argument("--strategy", metavar="S", help="only scopes of this refinement strategy")
+    add_scope_filters(p)
     p.add_argument("--by-level", action="store_true",
                    help="also fit each difficulty level of a scope on its own")
     p.add_argument("--min-transitions", type=int, default=10, metavar="N",

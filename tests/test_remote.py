@@ -154,3 +154,29 @@ def test_server_model_name_is_stored_per_backend(server: Server) -> None:
     backend = OpenAIBackend(server.url)
     assert backend.info.backend == "openai" and backend.info.model.endswith("tiny.gguf")
     assert os.path.basename(backend.info.model) == "tiny.gguf"
+
+
+def test_chat_endpoint_without_logprobs_says_so(server: Server, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    # This server streams no log-probabilities on the chat endpoint and reports no usage.
+    code = main(["run", "--backend", "openai", "--base-url", server.url, "--format", "chat",
+                 "--question", "What is 1 + 1? The answer is 2.", "--max-rounds", "1",
+                 "--max-tokens", "40", "--logprobs", "--json", "--db", str(tmp_path / "t.db")])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "reported no token usage" in err
+
+
+def test_degrade_notes_name_what_the_backend_could_not_give() -> None:
+    from mstui.cli.run_cmd import degrade_notes
+    from mstui.core.backend import GenSettings as G
+    from tests.helpers import make_record
+
+    class NoUsage:
+        usage_reported = False
+
+    rounds = [make_record(0, "p", "The answer is 2.", "2")]
+    asked = RunConfig(gen=G(logprobs=True))
+    notes = degrade_notes(NoUsage(), asked, rounds)
+    assert len(notes) == 2 and "no token usage" in notes[0] and "log-probability" in notes[1]
+    assert degrade_notes(object(), RunConfig(), rounds) == []

@@ -6,9 +6,11 @@ import argparse
 import json
 import sys
 import threading
+from collections.abc import Sequence
 from typing import TextIO
 
 from mstui.cli.parser import config_from_args
+from mstui.config import RunConfig
 from mstui.core.loop import (
     DecisionMade,
     RoundFinished,
@@ -106,10 +108,11 @@ def cmd_run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         elif isinstance(event, DecisionMade) and pending is not None:
             _report(pending, event.decision, args.json, out)
             pending = None
-        elif isinstance(event, RunFinished) and not args.json:
-            if getattr(run.backend, "usage_reported", None) is False:
-                print("\nnote: the server reported no token usage; token counts are estimated "
-                      "locally (completion: streamed pieces, prompt: characters / 4)", file=out)
+        elif isinstance(event, RunFinished):
+            for note in degrade_notes(run.backend, config, event.rounds):
+                print(f"mstui: note: {note}", file=sys.stderr)
+            if args.json:
+                continue
             print(f"\nfinal answer: {event.final_answer} after {len(event.rounds)} round(s)"
                   + (f" ({'correct' if event.final_correct else 'wrong'})"
                      if event.final_correct is not None else "")
@@ -118,6 +121,20 @@ def cmd_run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     if failed is not None and failed.finish_reason == "error":
         raise ValueError(failed.error or "the round failed")
     return 0
+
+
+def degrade_notes(backend: object, config: RunConfig,
+                  rounds: Sequence[RoundRecord]) -> list[str]:
+    """What a backend could not give that the run asked for, in words (stderr, not the JSON)."""
+    notes = []
+    if getattr(backend, "usage_reported", None) is False:
+        notes.append("the server reported no token usage; token counts are estimated locally "
+                     "(completion: streamed pieces, prompt: characters / 4)")
+    found = [r for r in rounds if r.answer is not None]
+    if config.gen.logprobs and found and all(r.observation.logprob is None for r in found):
+        notes.append("--logprobs was asked for but the backend returned none; the belief runs "
+                     "without the answer log-probability feature")
+    return notes
 
 
 def open_store(db: str | None) -> Store:

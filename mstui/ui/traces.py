@@ -32,6 +32,11 @@ COLUMNS = (
 )
 
 
+def clip(text: str, width: int) -> str:
+    """Fit `text` in `width` cells keeping its end: problem ids differ in their last part."""
+    return text if len(text) <= width else "…" + text[-(width - 1):]
+
+
 def row_cells(r: dict[str, Any]) -> tuple[str, ...]:
     """One runs row as table cells."""
     started = (r.get("started_at") or "")[:16].replace("T", " ")
@@ -41,7 +46,7 @@ def row_cells(r: dict[str, Any]) -> tuple[str, ...]:
         started,
         str(r.get("model") or "—")[:24],
         str(r.get("problem_set") or "—")[:14],
-        str(r.get("problem_id") or "—")[:10],
+        clip(str(r.get("problem_id") or "—"), 16),
         str(r.get("policy") or "—"),
         str(r.get("n_rounds") or 0),
         str(answer)[:12],

@@ -180,3 +180,25 @@ def test_degrade_notes_name_what_the_backend_could_not_give() -> None:
     notes = degrade_notes(NoUsage(), asked, rounds)
     assert len(notes) == 2 and "no token usage" in notes[0] and "log-probability" in notes[1]
     assert degrade_notes(object(), RunConfig(), rounds) == []
+
+
+async def test_tui_runs_against_the_server(server: Server, tmp_path: Path) -> None:
+    from mstui.ui.app import make_app
+    from mstui.ui.widgets import RoundStrip
+    from tests.test_ui_live import SIZE, text_of, wait_for
+
+    db = tmp_path / "ui.db"
+    config = RunConfig(backend="openai", base_url=server.url, max_rounds=2,
+                       gen=GenSettings(max_tokens=6))
+    app = make_app(config, db_path=db, question="What is 2 + 2?", auto_policy=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.worker.backend is not None, timeout=30)
+        assert app.worker.backend.info.backend == "openai"
+        await pilot.press("r")
+        await wait_for(pilot, lambda: app.worker.busy is False and len(app.live.decisions) == 2,
+                       timeout=30)
+        assert "#1" in text_of(app.live.query_one(RoundStrip))
+        run_id = app.live.run_id
+    with Store(db) as store:
+        run = store.get_run(run_id)
+    assert run["backend"] == "openai" and len(run["rounds"]) == 2

@@ -13,6 +13,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mstui.core.answers import extract_answer
 from mstui.core.belief import ObservationModel
 from mstui.core.evaluation import evaluate, simulate_pool, sweep
 from mstui.core.fitting import fit_chain
@@ -67,6 +68,16 @@ def main() -> None:
         per.append(time.perf_counter() - t0)
     us = statistics.median(per) * 1e6
     print(f"markov decision after 16 rounds (median of 2000):    {us:8.1f} us")
+
+    # Answer extraction on 200 KB adversarial responses (nested/unterminated boxes, long digit
+    # runs): the regexes must stay linear. The slowest input's median is reported.
+    nasty = ["Let me think step by step. 12 + 30 = 42, so 1,234 apples. " * 3500,
+             ("\\boxed{\\frac{1}{2}} and {x} " * 8000) + "The answer is 9",
+             "\\boxed{" * 28000, "the answer is " * 14000, "#### \n" * 33000,
+             "1" * 200_000, "- " * 100_000]  # fmt: skip
+    worst = max(median_seconds(lambda text=text: extract_answer(text), repeats=3)
+                for text in nasty)
+    print(f"answer extraction, slowest of 7 x 200 KB inputs:     {worst * 1e3:8.1f} ms")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     print(f"peak RSS:                                            {rss / 1024:8.1f} MiB")
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from mstui.core.answers import (
@@ -158,14 +156,15 @@ def test_no_answer_and_empty() -> None:
     ],
     ids=["prose", "many-boxes", "unterminated", "answer-is", "hashes", "digits", "minuses"],
 )
-def test_200kb_response_is_fast(response: str) -> None:
+def test_200kb_pathological_responses_extract_consistently(response: str) -> None:
+    # No catastrophic backtracking (bench/bench_core.py times these same inputs); here the
+    # extraction must stay self-consistent on them.
     assert len(response) >= 195_000
-    timings = []
-    for _ in range(3):  # best of three, so a busy test machine does not flake
-        started = time.perf_counter()
-        extract_answer(response)
-        timings.append(time.perf_counter() - started)
-    assert min(timings) < 0.05
+    ext = extract_answer(response)
+    if ext.rule == "none":
+        assert ext.answer is None and ext.text is None and (ext.start, ext.end) == (-1, -1)
+    else:
+        assert ext.text == response[ext.start:ext.end] and ext.answer is not None
 
 
 # --- normalize_answer -----------------------------------------------------------------------

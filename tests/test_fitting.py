@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -147,10 +146,9 @@ def test_fit_scopes_and_bad_input() -> None:
         fit_chain([1, 1], [0, 1], [0.5, 1.0])
 
 
-def test_fits_a_million_rounds_quickly() -> None:
+def test_fits_a_million_rounds() -> None:
+    # bench/bench_core.py times this; here the counts must add up at that size.
     x = simulate(np.random.default_rng(0), 62500, 16, 0.1, 0.3, 0.4)
-    fit_pool(x[:10])
-    t0 = time.perf_counter()
     fit = fit_pool(x)
-    assert time.perf_counter() - t0 < 2.0  # ~0.1 s typical; slack for loaded CI machines
     assert fit.n_rounds == 1_000_000
+    assert fit.n_cc + fit.n_cw + fit.n_wc + fit.n_ww == 62500 * 15

@@ -184,10 +184,9 @@ async def test_escape_cancels_the_round_in_flight(tmp_path: Path) -> None:
         await wait_for(pilot, lambda: app.worker.backend is not None)
         await pilot.press("n", "r")
         await wait_for(pilot, lambda: len(app.live.query_one(StreamView).text) > 20)
-        pressed = time.monotonic()
+        shown = len(app.live.query_one(StreamView).text.split())
         await pilot.press("escape")
         await wait_for(pilot, lambda: not app.worker.busy, timeout=5)
-        assert time.monotonic() - pressed < 1.0  # at the next token, not at the round's end
         await pilot.pause(0.05)
         records = app.live.records
         run_id = app.live.run_id
@@ -197,7 +196,9 @@ async def test_escape_cancels_the_round_in_flight(tmp_path: Path) -> None:
         run = store.get_run(run_id)  # type: ignore[arg-type]
     assert run["status"] == "cancelled"
     assert run["rounds"][-1].finish_reason == "cancelled"
-    assert len(run["rounds"][-1].response) < len(long)
+    # Stopped at the next token, not at the round's end: the 404-word response was cut within
+    # a few words of what the screen showed when Esc was pressed.
+    assert len(run["rounds"][-1].response.split()) <= shown + 10 < 404
 
 
 async def test_missing_model_is_a_status_line_not_a_crash(tmp_path: Path) -> None:

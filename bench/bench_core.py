@@ -14,7 +14,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mstui.core.answers import extract_answer
-from mstui.core.belief import ObservationModel
 from mstui.core.evaluation import evaluate, simulate_pool, sweep
 from mstui.core.fitting import fit_chain
 from mstui.core.policies import parse_policy
@@ -46,8 +45,7 @@ def main() -> None:
     pool = simulate_pool(10000, 16, 0.1, 0.3, np.random.default_rng(1).beta(2, 3, 10000), seed=2)
     fit = fit_chain(np.repeat(np.arange(10000), 16), np.tile(np.arange(16), 10000),
                     pool.correct.ravel())  # fmt: skip
-    om = ObservationModel.fit_arrays(pool.found, pool.changed, pool.agreement, pool.logprob,
-                                     pool.correct, chain=fit.chain, p0=fit.p0)  # fmt: skip
+    om = pool.fit_obs_model(fit)
     kappas = np.geomspace(1e-6, 1e-2, 50)
     gammas = np.linspace(0.05, 0.99, 50)
 

@@ -47,10 +47,7 @@ def fit_train(train: Pool, problems: list[str], use_obs: bool) -> TrainedFit:
     from mstui.fitting_io import LabelledArrays, with_p0_spread
 
     fit = fit_pool(train.correct, scope="train")
-    om = None
-    if use_obs:
-        om = ObservationModel.fit_arrays(train.found, train.changed, train.agreement,
-                                         train.logprob, train.correct, chain=fit.chain, p0=fit.p0)
+    om = train.fit_obs_model(fit) if use_obs else None
     codes = np.unique(np.asarray(problems, dtype=str), return_inverse=True)[1].ravel()
     n = codes.size
     zeros = np.zeros(n, np.int64)

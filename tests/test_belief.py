@@ -29,15 +29,7 @@ A, B, P0 = 0.12, 0.3, 0.4
 def _fit(seed: int) -> tuple[Pool, ObservationModel, TwoStateChain, float]:
     train = simulate_pool(3000, 8, A, B, P0, seed=seed)
     fit = fit_pool(train.correct)
-    om = ObservationModel.fit_arrays(
-        train.found,
-        train.changed,
-        train.agreement,
-        train.logprob,
-        train.correct,
-        chain=fit.chain,
-        p0=fit.p0,
-    )
+    om = train.fit_obs_model(fit)
     return train, om, fit.chain, fit.p0
 
 

@@ -41,15 +41,7 @@ SPECS = [
 def setup() -> tuple[Pool, object, ObservationModel]:
     pool = simulate_pool(2000, 8, 0.1, 0.3, np.random.default_rng(0).beta(2, 3, 2000), seed=1)
     fit = fit_pool(pool.correct)
-    om = ObservationModel.fit_arrays(
-        pool.found,
-        pool.changed,
-        pool.agreement,
-        pool.logprob,
-        pool.correct,
-        chain=fit.chain,
-        p0=fit.p0,
-    )
+    om = pool.fit_obs_model(fit)
     return pool, fit, om
 
 

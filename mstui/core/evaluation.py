@@ -71,6 +71,12 @@ class Pool:
         """The pool restricted to questions `idx`."""
         return Pool(*(np.asarray(getattr(self, f))[idx] for f in self.__dataclass_fields__))
 
+    def fit_obs_model(self, fit: ChainFit) -> ObservationModel:
+        """The observation model fitted on this pool's features and labels, under `fit`."""
+        return ObservationModel.fit_arrays(self.found, self.changed, self.agreement,
+                                           self.logprob, self.correct, chain=fit.chain,
+                                           p0=fit.p0)
+
     @classmethod
     def from_records(cls, histories: Sequence[Sequence[RoundRecord]]) -> Pool:
         """Build from full runs (every history has the same number of rounds and gold labels)."""
@@ -332,17 +338,7 @@ def cross_validate(
     for f in range(folds):
         train, test = pool.subset(np.nonzero(fold != f)[0]), np.nonzero(fold == f)[0]
         fit = fit_pool(train.correct, scope=f"fold{f}")
-        om = None
-        if with_obs_model:
-            om = ObservationModel.fit_arrays(
-                train.found,
-                train.changed,
-                train.agreement,
-                train.logprob,
-                train.correct,
-                chain=fit.chain,
-                p0=fit.p0,
-            )
+        om = train.fit_obs_model(fit) if with_obs_model else None
         sub = pool.subset(test)
         for s in specs:
             ks[s][test] = stop_rounds(sub, parse_policy(s, fit, om, price), max_rounds)

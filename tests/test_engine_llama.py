@@ -175,3 +175,17 @@ def test_bad_model_files(tmp_path: Path, tiny_gguf: Path) -> None:
     header_only.write_bytes(tiny_gguf.read_bytes()[:64])
     with pytest.raises(ModelError, match=r"truncated|damaged"):
         read_gguf_info(header_only)
+
+
+def test_model_larger_than_free_memory_is_refused(tiny_gguf: Path, tmp_path: Path) -> None:
+    from mstui.engine.gguf_info import available_memory_bytes
+
+    free = available_memory_bytes()
+    if free is None:
+        pytest.skip("free memory cannot be read on this system (/proc/meminfo)")
+    huge = tmp_path / "huge.gguf"
+    huge.write_bytes(tiny_gguf.read_bytes())
+    with huge.open("r+b") as fh:  # sparse: the file claims the size without using the disk
+        fh.truncate(free + 8 * 1024**3)
+    with pytest.raises(ModelError, match=r"needs .* GB but only .* GB of memory is free"):
+        LlamaBackend(huge, n_gpu_layers=0)

@@ -8,6 +8,8 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from mstui.core.types import Decision
 from mstui.store import Store, export_runs, import_jsonl
 from mstui.store.sample import sample_decision, sample_round
@@ -114,3 +116,18 @@ def test_decision_defaults_survive(tmp_path: Path) -> None:
     other = Store(tmp_path / "o.db")
     import_jsonl(other, path)
     assert other.decisions_of(1) == [sample_decision(0, stop=True)]
+
+
+def test_import_checks_the_whole_file_before_writing(tmp_path: Path) -> None:
+    src = Store(tmp_path / "s.db")
+    rid = src.start_run(question="q", max_rounds=1)
+    src.add_round(rid, sample_round(0), sample_decision(0, stop=True))
+    src.finish_run(rid, "finished")
+    buf = io.StringIO()
+    export_runs(src, "jsonl", buf)
+    path = tmp_path / "x.jsonl"
+    path.write_text(buf.getvalue() + "{not json\n")
+    dst = Store(tmp_path / "d.db")
+    with pytest.raises(ValueError, match=r"x\.jsonl:2: not JSON .*nothing imported"):
+        import_jsonl(dst, path)
+    assert dst.count_runs() == 0  # the good first line was not imported either

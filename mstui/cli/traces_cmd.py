@@ -250,33 +250,8 @@ def cmd_import(args: argparse.Namespace, out: TextIO | None = None) -> int:
     path = Path(args.file)
     if not path.is_file():
         raise ValueError(f"no such file: {path}")
-    check_export_file(path)
     with open_store(args.db) as store:
         imported, skipped = import_jsonl(store, path)
         where = store.path
     print(f"imported {imported} run(s) into {where}; {skipped} already present", file=out)
     return 0
-
-
-def check_export_file(path: Any) -> None:
-    """Read a JSONL export once before importing: a bad line is reported (file:line) and
-    nothing is imported."""
-    import json
-
-    needed = ("uuid", "question", "max_rounds")
-    with open(path, encoding="utf-8") as f:
-        try:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}:{lineno}: not JSON ({exc.msg}); nothing imported")\
-                        from None
-                missing = [k for k in needed if not isinstance(obj, dict) or obj.get(k) is None]
-                if missing:
-                    raise ValueError(f"{path}:{lineno}: not a run from `mstui traces export` "
-                                     f"(missing {', '.join(missing)}); nothing imported")
-        except UnicodeDecodeError:
-            raise ValueError(f"{path}: not UTF-8 text; nothing imported") from None

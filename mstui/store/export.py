@@ -115,17 +115,15 @@ def _export_csv(conn: sqlite3.Connection, where: str, params: list[Any], out: Te
 
 def import_jsonl(store: Store, path: str | Path) -> tuple[int, int]:
     """Re-import a JSONL export; returns (imported, skipped). A run already present (same uuid)
-    is skipped, so importing a file twice, or into the database it came from, adds nothing."""
+    is skipped, so importing a file twice, or into the database it came from, adds nothing.
+    The whole file is checked first: a bad line raises (file:line) before anything is written."""
+    check_export_file(path)
     imported = skipped = 0
     with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+        for line in f:
             if not line.strip():
                 continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: not JSON ({exc.msg})") from exc
-            if _import_run(store, obj):
+            if _import_run(store, json.loads(line)):  # every line was checked above
                 imported += 1
             else:
                 skipped += 1
@@ -159,3 +157,25 @@ def _import_run(store: Store, obj: dict[str, Any]) -> bool:
         if decisions:
             db.table("decisions").insert_all(decisions)
     return True
+
+
+def check_export_file(path: str | Path) -> None:
+    """Read a JSONL export once before importing: a bad line is reported (file:line) and
+    nothing is imported."""
+    needed = ("uuid", "question", "max_rounds")
+    with open(path, encoding="utf-8") as f:
+        try:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{path}:{lineno}: not JSON ({exc.msg}); nothing imported")\
+                        from None
+                missing = [k for k in needed if not isinstance(obj, dict) or obj.get(k) is None]
+                if missing:
+                    raise ValueError(f"{path}:{lineno}: not a run from `mstui traces export` "
+                                     f"(missing {', '.join(missing)}); nothing imported")
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not UTF-8 text; nothing imported") from None

@@ -20,6 +20,7 @@ from mstui.core.belief import (
     ObservationModel,
     belief_matrix,
     change_categories,
+    empty_feature_arrays,
     expected_calibration_error,
 )
 from mstui.core.evaluation import Pool
@@ -77,12 +78,7 @@ class LabelledArrays:
         row = np.unique(self.run, return_inverse=True)[1].ravel()
         nq = int(row.max()) + 1 if row.size else 0
         nr = int(self.round.max()) + 1 if row.size else 0
-        fo = np.zeros((nq, nr), np.bool_)
-        ch = np.full((nq, nr), -1, np.int64)
-        ag = np.full((nq, nr), np.nan)
-        lp = np.full((nq, nr), np.nan)
-        x = np.zeros((nq, nr), np.bool_)
-        v = np.zeros((nq, nr), np.bool_)
+        fo, ch, ag, lp, x, v = empty_feature_arrays(nq, nr)
         idx = (row, self.round)
         fo[idx], ch[idx], ag[idx], lp[idx], x[idx], v[idx] = (
             self.found, self.changed, self.agreement, self.logprob, self.correct, True)

@@ -233,19 +233,23 @@ class ObservationModel:
         )
 
 
+def empty_feature_arrays(
+    nq: int, nr: int
+) -> tuple[NDArray[np.bool_], NDArray[np.int64], F, F, NDArray[np.bool_], NDArray[np.bool_]]:
+    """(found, changed, agreement, logprob, correct, valid) [nq, nr] meaning "nothing seen":
+    changed −1 and agreement/logprob NaN mark a missing feature, valid False a missing round."""
+    return (np.zeros((nq, nr), np.bool_), np.full((nq, nr), -1, np.int64),
+            np.full((nq, nr), np.nan), np.full((nq, nr), np.nan),
+            np.zeros((nq, nr), np.bool_), np.zeros((nq, nr), np.bool_))
+
+
 def traces_to_arrays(
     traces: Sequence[Trace],
 ) -> tuple[NDArray[np.bool_], NDArray[np.int64], F, F, NDArray[np.bool_], NDArray[np.bool_]]:
     """Pad traces into (found, changed, agreement, logprob, correct, valid) arrays [Q, R]."""
     if not traces:
         raise ValueError("no traces given")
-    nq, nr = len(traces), max(len(t) for t in traces)
-    fo = np.zeros((nq, nr), np.bool_)
-    ch = np.full((nq, nr), -1, np.int64)
-    ag = np.full((nq, nr), np.nan)
-    lp = np.full((nq, nr), np.nan)
-    x = np.zeros((nq, nr), np.bool_)
-    v = np.zeros((nq, nr), np.bool_)
+    fo, ch, ag, lp, x, v = empty_feature_arrays(len(traces), max(len(t) for t in traces))
     for i, tr in enumerate(traces):
         for j, (o, c) in enumerate(tr):
             fo[i, j], x[i, j], v[i, j] = o.found, c, True

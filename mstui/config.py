@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from mstui.core.backend import GenSettings
+from mstui.core.profiles import ModelProfile
+
+# Settings a model profile may choose; a name in RunConfig.explicit was set by the user and wins.
+PROFILE_SETTINGS = ("prompt_format", "ctx", "max_tokens", "temperature", "top_p", "top_k",
+                    "min_p")
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,30 @@ class RunConfig:
     threads: int | None = None  # llama.cpp threads; None = every core
     logprobs: bool = False
     gen: GenSettings = field(default_factory=GenSettings)
+    profile: str = "auto"  # "auto" (detect from the chat template) or a name in PROFILES
+    thinking_budget: int | None = None  # thinking tokens per round before the answer is forced
+    explicit: frozenset[str] = frozenset()  # PROFILE_SETTINGS the user set: a profile keeps them
+    applied_profile: str | None = None  # the profile whose defaults this config carries
+
+    def with_profile(self, profile: ModelProfile, *, model_ctx: int | None = None) -> RunConfig:
+        """This config with the profile's defaults for every setting the user did not set.
+
+        Applied once: a config that already carries a profile is returned as it is, so a change
+        made later (the TUI's palette) is not overwritten. `model_ctx` caps the context.
+        """
+        if self.applied_profile is not None:
+            return self
+        chosen = {k: v for k, v in (
+            ("prompt_format", profile.prompt_format),
+            ("ctx", profile.n_ctx if profile.n_ctx is None or model_ctx is None
+             else min(profile.n_ctx, model_ctx)),
+        ) if k not in self.explicit}
+        gen = {k: v for k, v in (
+            ("max_tokens", profile.max_tokens), ("temperature", profile.temperature),
+            ("top_p", profile.top_p), ("top_k", profile.top_k), ("min_p", profile.min_p),
+        ) if k not in self.explicit}
+        return replace(self, **chosen, gen=replace(self.gen, **gen),  # type: ignore[arg-type]
+                       applied_profile=profile.name)
 
     def validate(self) -> RunConfig:
         """Raise ValueError with a one-line message for settings that cannot work."""
@@ -50,6 +79,19 @@ class RunConfig:
             raise ValueError(f"--threads must be at least 1 (got {self.threads})")
         if self.ctx is not None and self.ctx < 16:
             raise ValueError(f"--ctx must be at least 16 tokens (got {self.ctx})")
+        if self.thinking_budget is not None and self.thinking_budget < 1:
+            raise ValueError(f"--thinking-budget must be at least 1 token "
+                             f"(got {self.thinking_budget})")
+        if not 0.0 < self.gen.top_p <= 1.0:
+            raise ValueError(f"--top-p must be in (0, 1] (got {self.gen.top_p})")
+        if self.gen.top_k < 0:
+            raise ValueError(f"--top-k must be 0 (off) or more (got {self.gen.top_k})")
+        if not 0.0 <= self.gen.min_p < 1.0:
+            raise ValueError(f"--min-p must be in [0, 1) (got {self.gen.min_p})")
+        if self.profile != "auto":
+            from mstui.core.profiles import profile_by_name
+
+            profile_by_name(self.profile)
         return self
 
     @property

@@ -9,8 +9,9 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
-from mstui.config import RunConfig
+from mstui.config import PROFILE_SETTINGS, RunConfig
 from mstui.core.backend import GenSettings
+from mstui.core.profiles import PLAIN
 from mstui.core.prompts import FORMATS, STRATEGIES
 
 POLICY_HELP = (
@@ -44,7 +45,8 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--api-key", metavar="KEY", default=None,
                    help="API key for --backend openai (default: $OPENAI_API_KEY, else none)")
     g.add_argument("--ctx", type=int, metavar="N",
-                   help="context window in tokens (default: the model's, at most 4096)")
+                   help="context window in tokens (default: the profile's: the model's, at most "
+                        "4096, or 16384 for a reasoning model)")
     g.add_argument("--gpu-layers", type=int, default=-1, metavar="N",
                    help="layers to offload to the GPU; -1 = all (default), 0 = CPU only")
     g.add_argument("--threads", type=int, metavar="N",
@@ -67,9 +69,17 @@ def add_run_options(p: argparse.ArgumentParser, *, default_rounds: int = 4,
     g.add_argument("--strategy", choices=STRATEGIES, default="reanswer",
                    help="how later rounds are asked: reanswer (previous final answer only, "
                         "default), refine (previous full response), wait (continue after 'Wait,')")
-    g.add_argument("--format", dest="prompt_format", choices=FORMATS, default="fewshot",
+    g.add_argument("--format", dest="prompt_format", choices=FORMATS, default=None,
                    help="prompt format: fewshot (plain completion with worked examples, best for "
-                        "small models; default) or chat (the GGUF's own chat template)")
+                        "small models), chat (the GGUF's own chat template) or reasoning (that "
+                        "template, no system prompt, \\boxed answers); default: the profile's "
+                        "(fewshot, or reasoning for a reasoning model)")
+    g.add_argument("--profile", default="auto", metavar="NAME",
+                   help="model profile: auto (default: detected from the chat template's think "
+                        "tags, see `mstui models`), plain, deepseek-r1, qwq, qwen3, reasoning")
+    g.add_argument("--thinking-budget", type=int, metavar="N", default=None,
+                   help="reasoning models: past N thinking tokens in a round, close the "
+                        "thinking and ask for the final answer (s1 budget forcing; default off)")
     g.add_argument("--policy", default=policy_default, metavar="SPEC",
                    help=POLICY_HELP + (" (default: auto = markov when a fit exists for the "
                                        "model and strategy, else fixed)"
@@ -81,10 +91,18 @@ def add_run_options(p: argparse.ArgumentParser, *, default_rounds: int = 4,
                    help="cap on total rounds, the first answer included "
                         f"(default {default_rounds})")
     s = p.add_argument_group("sampling")
-    s.add_argument("--max-tokens", type=int, default=256, metavar="N",
-                   help="tokens generated per round at most (default 256)")
-    s.add_argument("--temperature", type=float, default=0.7, metavar="T",
-                   help="sampling temperature (default 0.7; 0 = greedy)")
+    s.add_argument("--max-tokens", type=int, default=None, metavar="N",
+                   help="tokens generated per round at most (default: the profile's, 256 or "
+                        "4096 for a reasoning model)")
+    s.add_argument("--temperature", type=float, default=None, metavar="T",
+                   help="sampling temperature (default: the profile's, 0.7 or 0.6 for a "
+                        "reasoning model; 0 = greedy)")
+    s.add_argument("--top-p", type=float, default=None, metavar="P",
+                   help="nucleus sampling (default: the profile's, 0.95)")
+    s.add_argument("--top-k", type=int, default=None, metavar="K",
+                   help="top-k sampling, 0 = off (default: the profile's, 40; Qwen3 20)")
+    s.add_argument("--min-p", type=float, default=None, metavar="P",
+                   help="min-p sampling (default: the profile's, 0.05; 0 for reasoning models)")
     s.add_argument("--seed", type=int, default=0,
                    help="sampling seed (default 0); each round of each question samples with "
                         "its own seed derived from this one, the question and the round")
@@ -94,16 +112,29 @@ def add_run_options(p: argparse.ArgumentParser, *, default_rounds: int = 4,
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    """A validated RunConfig from parsed options."""
-    gen = GenSettings(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed,
-                      logprobs=args.logprobs)
+    """A validated RunConfig from parsed options; unset profile settings take PLAIN's values
+    until the model's profile is applied (RunConfig.with_profile)."""
+    given = {name: getattr(args, name, None) for name in PROFILE_SETTINGS}
+    explicit = frozenset(name for name, value in given.items() if value is not None)
+    plain = GenSettings(max_tokens=PLAIN.max_tokens, temperature=PLAIN.temperature,
+                        top_p=PLAIN.top_p, top_k=PLAIN.top_k, min_p=PLAIN.min_p)
+    gen = GenSettings(
+        max_tokens=plain.max_tokens if args.max_tokens is None else args.max_tokens,
+        temperature=plain.temperature if args.temperature is None else args.temperature,
+        top_p=plain.top_p if args.top_p is None else args.top_p,
+        top_k=plain.top_k if args.top_k is None else args.top_k,
+        min_p=plain.min_p if args.min_p is None else args.min_p,
+        seed=args.seed, logprobs=args.logprobs)
     return RunConfig(
         model=args.model,
         backend=args.backend,
         base_url=args.base_url,
         api_key=args.api_key or os.environ.get("OPENAI_API_KEY"),
         strategy=args.strategy,
-        prompt_format=args.prompt_format,
+        prompt_format=args.prompt_format or PLAIN.prompt_format,
+        profile=args.profile,
+        thinking_budget=args.thinking_budget,
+        explicit=explicit,
         policy="fixed" if args.policy == "auto" else args.policy,
         max_rounds=args.max_rounds,
         price=args.price,

@@ -22,14 +22,21 @@ class GenSettings:
     seed: int = 0
     stop: tuple[str, ...] = ()
     logprobs: bool = False
+    top_k: int = 40  # llama.cpp's default; reasoning families recommend their own
+    min_p: float = 0.05
 
 
 @dataclass(frozen=True)
 class Piece:
-    """One streamed token's text and, when asked for, its log-probability."""
+    """One streamed token's text and, when asked for, its log-probability.
+
+    `reasoning` marks text a server streamed as reasoning content (`delta.reasoning_content`,
+    or vLLM's `delta.reasoning`) rather than inside the content between think tags.
+    """
 
     text: str
     logprob: float | None = None
+    reasoning: bool = False
 
 
 @dataclass(frozen=True)

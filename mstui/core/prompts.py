@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from importlib import resources
 
 from mstui.core.backend import ChatMessage
+from mstui.core.reasoning import ThinkTags, prompt_opens_thinking, split_reasoning
 from mstui.core.types import RoundRecord
 
 STRATEGIES = ("reanswer", "refine", "wait")
-FORMATS = ("fewshot", "chat")
+FORMATS = ("fewshot", "chat", "reasoning")
+DEFAULT_BUDGET_CUE = "\n\nTime is up, so here is the final answer.\n{close}\n\n"
 NO_ANSWER = "(no final answer)"
 
 ChatRenderer = Callable[[Sequence[ChatMessage]], str]
@@ -30,6 +32,8 @@ class PromptFormat:
     wait: str
     preamble: str = ""
     system: str = ""
+    # Closes the thinking when a round's thinking budget is spent; {close} is the end tag.
+    budget_cue: str = DEFAULT_BUDGET_CUE
 
 
 def load_format(name: str) -> PromptFormat:
@@ -48,6 +52,7 @@ def load_format(name: str) -> PromptFormat:
         wait=data["wait"],
         preamble=data.get("preamble", ""),
         system=data.get("system", ""),
+        budget_cue=data.get("budget_cue", DEFAULT_BUDGET_CUE),
     )
 
 
@@ -66,12 +71,24 @@ class Prompter:
       final answer only (keeps the chain Markov);
     - refine: the first round's prompt and the previous full response, then a check cue;
     - wait: the previous round's prompt and response continued after a "Wait," cue, so every
-      earlier token is already in the KV cache.
+      earlier token is already in the KV cache. For a reasoning model (`tags` set) this is s1's
+      budget forcing: the final part and the closing tag are dropped and the cue goes inside
+      the thinking.
+
+    For a reasoning model, `refine` puts the previous working in the user's turn: R1-distill,
+    QwQ and Qwen3 templates delete the thinking of earlier assistant turns.
     """
 
     fmt: PromptFormat
     strategy: str
     render_chat: ChatRenderer
+    tags: ThinkTags | None = None  # the model's think tags; None for a model that does not think
+    use_system: bool = True  # False where the model family advises no system prompt (R1)
+
+    @property
+    def budget_cue(self) -> str:
+        """The text that closes a thinking part whose budget is spent ({close}: the end tag)."""
+        return self.fmt.budget_cue
 
     def __post_init__(self) -> None:
         check_strategy(self.strategy)
@@ -87,9 +104,9 @@ class Prompter:
             return self._first(question)
         last = history[-1]
         if self.strategy == "wait":
-            return last.prompt + last.response + self.fmt.wait
+            return self._wait(last)
         if self.strategy == "refine":
-            return self._refine(question, last.response)
+            return self._refine(question, last)
         previous = last.answer_text if last.answer_text is not None else NO_ANSWER
         return self._reanswer(question, previous)
 
@@ -102,6 +119,8 @@ class Prompter:
             return self._turns(self.fmt.first.format(question=question))
         last = history[-1]
         if self.strategy == "refine":
+            if self.tags is not None:
+                return self._turns(self._refine_shown(question, last))
             return self._turns(
                 self.fmt.first.format(question=question),
                 {"role": "assistant", "content": last.response.strip()},
@@ -112,7 +131,7 @@ class Prompter:
 
     def _turns(self, user: str, *turns: ChatMessage) -> list[ChatMessage]:
         messages: list[ChatMessage] = []
-        if self.fmt.system:
+        if self.fmt.system and self.use_system:
             messages.append({"role": "system", "content": self.fmt.system})
         messages.append({"role": "user", "content": user})
         messages.extend(turns)
@@ -132,7 +151,30 @@ class Prompter:
         body = self.fmt.reanswer.format(question=question, previous=previous)
         return self._chat(body) if self.fmt.kind == "chat" else self._completion(body)
 
-    def _refine(self, question: str, response: str) -> str:
+    def _wait(self, last: RoundRecord) -> str:
+        split = split_reasoning(last.response, self.tags,
+                                starts_in_thinking=prompt_opens_thinking(last.prompt, self.tags))
+        if self.tags is not None and split.has_thinking:
+            # Budget forcing: keep the raw thinking (opening tag included), drop the closing tag
+            # and the final part, and continue inside the thinking.
+            return last.prompt + last.response[: split.thinking_end].rstrip() + self.fmt.wait
+        return last.prompt + last.response + self.fmt.wait
+
+    def _refine_shown(self, question: str, last: RoundRecord) -> str:
+        working = last.response.strip()
+        if self.tags is not None:
+            parts = [last.thinking.strip(), (last.final or "").strip()]
+            working = "\n\n".join(p for p in parts if p) or NO_ANSWER
+        if "{working}" in self.fmt.refine:
+            return self.fmt.refine.format(question=question, working=working)
+        first = self.fmt.first.format(question=question)
+        return (f"{first}\n\nHere is a previous attempt, with its working:\n\n{working}\n\n"
+                f"{self.fmt.refine}")
+
+    def _refine(self, question: str, last: RoundRecord) -> str:
+        if self.tags is not None and self.fmt.kind == "chat":
+            return self._chat(self._refine_shown(question, last))
+        response = last.response
         if self.fmt.kind == "chat":
             first = self.fmt.first.format(question=question)
             return self._chat(

@@ -21,6 +21,10 @@ class Observation:
     changed: bool | None  # answer differs from the previous round's
     agreement: float | None  # fraction of earlier rounds whose answer equals this one
     logprob: float | None  # mean log-probability of the answer tokens, when known
+    # Reasoning rounds (DESIGN §2.1): the round ended inside its thinking (no answer), and how
+    # many tokens the thinking took (None for a model that does not think).
+    truncated: bool = False
+    thinking_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,17 @@ class RoundRecord:
     gen_seconds: float  # first token to last
     observation: Observation
     error: str | None = None
+    # A reasoning round's parts (DESIGN §2.1). `response` stays the full raw text; `final` is
+    # what the answer was extracted from (the whole response for a model that does not think).
+    thinking: str = ""
+    final: str | None = None
+    truncated: bool = False  # ended inside the thinking: no answer, neither right nor wrong
+    thinking_tokens: int = 0
+
+    @property
+    def final_text(self) -> str:
+        """The part the answer comes from: `final`, or the whole response when none was split."""
+        return self.response if self.final is None else self.final
 
     @property
     def tokens(self) -> int:

@@ -4,7 +4,34 @@ from __future__ import annotations
 
 from mstui.config import RunConfig
 from mstui.core.backend import Backend
+from mstui.core.profiles import ModelProfile, detect_profile, profile_by_name
 from mstui.engine.models import resolve_model
+
+
+def backend_profile(config: RunConfig, backend: Backend) -> ModelProfile:
+    """The profile a config names, or the one detected from the backend's chat template."""
+    if config.profile != "auto":
+        return profile_by_name(config.profile)
+    return detect_profile(getattr(backend, "chat_template", None), backend.info.model)
+
+
+def load(config: RunConfig) -> tuple[Backend, RunConfig, ModelProfile]:
+    """Open the backend with the model profile's defaults applied to what the user left unset.
+
+    For a GGUF the profile is read from its header before loading, so the context it asks
+    for is the one loaded; a server's profile comes from the template it exposes.
+    """
+    if config.backend == "llama" and config.applied_profile is None:
+        from mstui.engine.gguf_info import read_gguf_info
+
+        info = read_gguf_info(resolve_model(config.model))
+        profile = (profile_by_name(config.profile) if config.profile != "auto"
+                   else detect_profile(info.chat_template, info.path.name))
+        config = config.with_profile(profile, model_ctx=info.context_length or None)
+        return open_backend(config), config, profile
+    backend = open_backend(config)
+    profile = backend_profile(config, backend)
+    return backend, config.with_profile(profile), profile
 
 
 def open_backend(config: RunConfig) -> Backend:

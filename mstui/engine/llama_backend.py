@@ -23,6 +23,7 @@ from mstui.core.backend import (
 )
 from mstui.engine.errors import ModelError
 from mstui.engine.gguf_info import GGUFInfo, available_memory_bytes, read_gguf_info
+from mstui.engine.templates import render_chat_template
 
 DEFAULT_CTX = 4096
 _OFFLOAD_RE = re.compile(r"offloaded (\d+)/(\d+) layers to GPU")
@@ -113,7 +114,8 @@ class LlamaBackend:
                 "logprobs": "on" if logits_all else "off",
             },
         )
-        self._formatter = self._make_chat_formatter()
+        self.chat_template: str | None = self.gguf.chat_template
+        self.renders_served_template = True  # the prompt text is exactly what llama.cpp reads
 
     def _check_memory(self, offloading: bool) -> None:
         available = available_memory_bytes()
@@ -134,37 +136,32 @@ class LlamaBackend:
                 return int(match.group(1))
         return 0
 
-    def _make_chat_formatter(self) -> Any:
-        template = self.llm.metadata.get("tokenizer.chat_template")
-        if not template:
-            return None
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-        def token_text(token_id: int) -> str:
-            if token_id < 0:
-                return ""
-            return self.llm._model.token_get_text(token_id)
-
-        return Jinja2ChatFormatter(
-            template=template,
-            eos_token=token_text(self.llm.token_eos()),
-            bos_token=token_text(self.llm.token_bos()),
-            add_generation_prompt=True,
-        )
+    def _token_text(self, token_id: int) -> str:
+        if token_id < 0:
+            return ""
+        text: str = self.llm._model.token_get_text(token_id)
+        return text
 
     def render_chat(self, messages: Sequence[ChatMessage]) -> str:
-        """Apply the GGUF's own chat template; a plain ChatML rendering when it has none."""
-        if self._formatter is None:
+        """Apply the GGUF's own chat template (without the BOS text: tokenizing adds the BOS
+        token); a plain ChatML rendering when the file has none. TemplateError (one line)
+        when the template cannot be rendered."""
+        if not self.chat_template:
             parts = [f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages]
             return "".join(parts) + "<|im_start|>assistant\n"
-        prompt: str = self._formatter(messages=list(messages)).prompt
-        return prompt
+        return render_chat_template(self.chat_template, messages,
+                                    bos_token=self._token_text(self.llm.token_bos()),
+                                    eos_token=self._token_text(self.llm.token_eos()))
 
     def tokenize(self, text: str) -> list[int]:
-        """Tokens of a prompt exactly as create_completion makes them (BOS, special tokens)."""
+        """Tokens of a prompt exactly as create_completion makes them (BOS, special tokens),
+        with exactly one BOS: a prompt that already starts with the BOS text gives two."""
         if not text:
             return [self.llm.token_bos()]
         tokens: list[int] = self.llm.tokenize(text.encode("utf-8"), special=True)
+        bos = self.llm.token_bos()
+        if len(tokens) >= 2 and tokens[0] == tokens[1] == bos:
+            tokens = tokens[1:]
         return tokens
 
     def cached_prefix(self, tokens: Sequence[int]) -> int:
@@ -218,10 +215,12 @@ class LlamaBackend:
         first: float | None = None
         finish = "stop"
         stream = self.llm.create_completion(
-            prompt,
+            tokens,  # our tokens, so the single-BOS rule above is what llama.cpp evaluates
             max_tokens=min(settings.max_tokens, room),
             temperature=settings.temperature,
             top_p=settings.top_p,
+            top_k=settings.top_k,
+            min_p=settings.min_p,
             seed=settings.seed,
             stop=list(settings.stop) or None,
             logprobs=1 if settings.logprobs else None,

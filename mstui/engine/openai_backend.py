@@ -44,8 +44,35 @@ class OpenAIBackend:
                              f"{', '.join(served)}")
         self.model = model
         self.usage_reported: bool | None = None  # learned from the first stream
-        self.info = BackendInfo(backend="openai", model=model, context_length=0,
-                                details={"base_url": self.base_url, "offload": "remote server"})
+        self.streams_reasoning = False  # set once the server streams a reasoning field
+        props = self._props()
+        template = props.get("chat_template")
+        self.chat_template: str | None = template if isinstance(template, str) and template \
+            else None
+        self._bos = str(props.get("bos_token") or "")
+        self._eos = str(props.get("eos_token") or "")
+        # Text continuations (`wait`, a thinking budget) must be in the served model's template.
+        self.renders_served_template = self.chat_template is not None
+        ctx = props.get("default_generation_settings", {})
+        n_ctx = int(ctx.get("n_ctx", 0) or 0) if isinstance(ctx, dict) else 0
+        self.info = BackendInfo(
+            backend="openai", model=model, context_length=n_ctx,
+            details={"base_url": self.base_url, "offload": "remote server",
+                     "template": "served (/props)" if self.chat_template else
+                     "not exposed: chat rounds use the server's, stored prompts are ChatML"})
+
+    def _props(self) -> dict[str, Any]:
+        """llama-server's /props (chat template, BOS/EOS text, context); {} from other servers."""
+        import httpx
+
+        root = self.base_url[:-3] if self.base_url.endswith("/v1") else self.base_url
+        try:
+            reply = httpx.get(f"{root}/props", timeout=10.0,
+                              headers={"Authorization": f"Bearer {self.client.api_key}"})
+            data = reply.json() if reply.status_code == 200 else {}
+        except (httpx.HTTPError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
 
     def _served_models(self) -> list[str]:
         try:
@@ -60,8 +87,14 @@ class OpenAIBackend:
                              "check --base-url (it usually ends in /v1)") from None
 
     def render_chat(self, messages: Sequence[ChatMessage]) -> str:
-        """A ChatML rendering, stored as the round's prompt text; the server applies its own."""
-        return _chatml(messages)
+        """The served model's own template (from /props) applied to `messages`; ChatML where the
+        server exposes none (then only stored: chat rounds go to the chat endpoint)."""
+        if self.chat_template is None:
+            return _chatml(messages)
+        from mstui.engine.templates import render_chat_template
+
+        return render_chat_template(self.chat_template, messages, bos_token=self._bos,
+                                    eos_token=self._eos)
 
     def _request(self, prompt: str, settings: GenSettings,
                  messages: Sequence[ChatMessage] | None) -> Any:
@@ -74,6 +107,8 @@ class OpenAIBackend:
             "stream": True,
             "stream_options": {"include_usage": True},
         }
+        # Not in OpenAI's API, but llama-server, vLLM and SGLang read them from the body.
+        common["extra_body"] = {"top_k": settings.top_k, "min_p": settings.min_p}
         if settings.stop:
             common["stop"] = list(settings.stop)
         if messages is not None:
@@ -113,6 +148,15 @@ class OpenAIBackend:
                 if not chunk.choices:
                     continue
                 choice = chunk.choices[0]
+                if messages is not None:
+                    thought = _reasoning_text(choice.delta)
+                    if thought:
+                        # Thinking ends prompt time too: it is the model's first output.
+                        if first is None:
+                            first = time.perf_counter()
+                        pieces += 1
+                        self.streams_reasoning = True
+                        yield Piece(thought, None, reasoning=True)
                 text, logprob = _text_and_logprob(choice, chat=messages is not None)
                 if text:
                     if first is None:
@@ -147,6 +191,18 @@ def _message(exc: Any) -> str:
         if isinstance(inner, str):
             return inner.splitlines()[0]
     return str(exc).splitlines()[0]
+
+
+def _reasoning_text(delta: Any) -> str:
+    """Thinking streamed apart from the content: `reasoning_content` (llama-server, DeepSeek's
+    API, older vLLM) or `reasoning` (newer vLLM). The SDK keeps unknown fields as attributes."""
+    if delta is None:
+        return ""
+    for name in ("reasoning_content", "reasoning"):
+        value = getattr(delta, name, None)
+        if isinstance(value, str) and value:
+            return value
+    return ""
 
 
 def _text_and_logprob(choice: Any, *, chat: bool) -> tuple[str, float | None]:

@@ -25,19 +25,28 @@ class ScriptedBackend:
     """
 
     def __init__(self, responses: Sequence[str], *, tokens_per_second: float | None = None,
-                 logprob: float | None = None, name: str = "scripted") -> None:
+                 logprob: float | None = None, name: str = "scripted",
+                 chat_template: str | None = None) -> None:
         if not responses:
             raise ValueError("a scripted backend needs at least one response")
         self.responses = list(responses)
         self.delay = 1.0 / tokens_per_second if tokens_per_second else 0.0
         self.logprob = logprob
         self.calls = 0
+        self.prompts: list[str] = []  # every prompt streamed, in order (tests read them)
+        # A template lets a scripted transcript carry a real model's profile (think tags).
+        self.chat_template = chat_template
+        self.renders_served_template = True
         self._previous: list[str] = []
         self.info = BackendInfo(backend="scripted", model=name, context_length=1 << 20,
                                 details={"offload": "scripted (no model)"})
 
     def render_chat(self, messages: Sequence[ChatMessage]) -> str:
-        """A ChatML rendering; scripted answers do not depend on it."""
+        """The given chat template, else ChatML; scripted answers do not depend on it."""
+        if self.chat_template:
+            from mstui.engine.templates import render_chat_template
+
+            return render_chat_template(self.chat_template, messages)
         parts = [f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages]
         return "".join(parts) + "<|im_start|>assistant\n"
 
@@ -51,6 +60,7 @@ class ScriptedBackend:
         """Play the next scripted response; honours cancel and max_tokens like a real model."""
         response = self.responses[min(self.calls, len(self.responses) - 1)]
         self.calls += 1
+        self.prompts.append(prompt)
         prompt_tokens = split_tokens(prompt)
         cached = 0
         for a, b in zip(self._previous, prompt_tokens[:-1], strict=False):

@@ -18,13 +18,29 @@ POOL_DB ?= traces.db
 POOL_ARGS := --problem-set gen --limit 300 --problem-seed 0 --max-rounds 6 --max-tokens 96 \
 	--seed 0 --threads 1
 
-.PHONY: run test setup model lint bench clean pool
+# Real chat templates for the template tests (tests/templates.py): llama.cpp keeps them in its
+# source, which the pinned llama-cpp-python sdist carries; pip fetches it from the package index.
+LLAMA_CPP_PYTHON := $(shell sed -n 's/.*"llama-cpp-python==\([0-9.]*\)".*/\1/p' pyproject.toml | head -1)
+TEMPLATES := tests/.templates/.stamp
+
+.PHONY: run test setup model lint bench clean pool templates
 
 run: setup model
 	$(BIN)/mstui $(ARGS)
 
-test: setup model
+test: setup model templates
 	$(BIN)/python -m pytest $(ARGS)
+
+templates: $(TEMPLATES)
+
+$(TEMPLATES): | $(BIN)/python
+	rm -rf tests/.templates && mkdir -p tests/.templates/sdist
+	$(BIN)/python -m pip download --quiet --no-deps --no-binary :all: \
+		llama-cpp-python==$(LLAMA_CPP_PYTHON) -d tests/.templates/sdist
+	tar -xzf tests/.templates/sdist/llama_cpp_python-$(LLAMA_CPP_PYTHON).tar.gz -C tests/.templates \
+		--wildcards '*/vendor/llama.cpp/models/templates/*.jinja' --strip-components=5
+	rm -rf tests/.templates/sdist
+	touch $@
 
 setup: $(STAMP)
 

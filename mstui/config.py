@@ -32,8 +32,26 @@ class RunConfig:
     gen: GenSettings = field(default_factory=GenSettings)
     profile: str = "auto"  # "auto" (detect from the chat template) or a name in PROFILES
     thinking_budget: int | None = None  # thinking tokens per round before the answer is forced
-    explicit: frozenset[str] = frozenset()  # PROFILE_SETTINGS the user set: a profile keeps them
+    # PROFILE_SETTINGS the user set, which a profile keeps; None (a config built in code): every
+    # setting whose value differs from the plain profile's counts as set.
+    explicit: frozenset[str] | None = None
     applied_profile: str | None = None  # the profile whose defaults this config carries
+
+    def is_set(self, name: str) -> bool:
+        """Whether the user chose setting `name` (one of PROFILE_SETTINGS)."""
+        if self.explicit is not None:
+            return name in self.explicit
+        from mstui.core.profiles import PLAIN
+
+        source = self if name in ("prompt_format", "ctx") else self.gen
+        plain = {"ctx": PLAIN.n_ctx}.get(name, getattr(PLAIN, name, None))
+        return bool(getattr(source, name) != plain)
+
+    def choosing(self, name: str) -> frozenset[str]:
+        """`explicit` with `name` added, for a setting the user has just chosen."""
+        current = self.explicit if self.explicit is not None else frozenset(
+            n for n in PROFILE_SETTINGS if self.is_set(n))
+        return current | {name}
 
     def with_profile(self, profile: ModelProfile, *, model_ctx: int | None = None) -> RunConfig:
         """This config with the profile's defaults for every setting the user did not set.
@@ -47,11 +65,11 @@ class RunConfig:
             ("prompt_format", profile.prompt_format),
             ("ctx", profile.n_ctx if profile.n_ctx is None or model_ctx is None
              else min(profile.n_ctx, model_ctx)),
-        ) if k not in self.explicit}
+        ) if not self.is_set(k)}
         gen = {k: v for k, v in (
             ("max_tokens", profile.max_tokens), ("temperature", profile.temperature),
             ("top_p", profile.top_p), ("top_k", profile.top_k), ("min_p", profile.min_p),
-        ) if k not in self.explicit}
+        ) if not self.is_set(k)}
         return replace(self, **chosen, gen=replace(self.gen, **gen),  # type: ignore[arg-type]
                        applied_profile=profile.name)
 

@@ -48,6 +48,8 @@ class LabelledArrays:
     logprob: F64  # NaN = unknown
     level: I64  # −1 = unknown
     problems: list[str] = field(default_factory=list)
+    truncated: B | None = None  # ended inside its thinking (reasoning rounds)
+    thinking: F64 | None = None  # thinking tokens; NaN = the round had no thinking
 
     def __len__(self) -> int:
         return int(self.run.size)
@@ -71,7 +73,9 @@ class LabelledArrays:
         names = ("run", "problem", "round", "correct", "found", "changed", "agreement", "logprob",
                  "level")
         parts = {n: getattr(self, n)[mask] for n in names}
-        return LabelledArrays(**parts, problems=self.problems)
+        return LabelledArrays(**parts, problems=self.problems,
+                              truncated=None if self.truncated is None else self.truncated[mask],
+                              thinking=None if self.thinking is None else self.thinking[mask])
 
     def as_matrix(self) -> tuple[B, I64, F64, F64, B, B]:
         """(found, changed, agreement, logprob, correct, valid) shaped [run, round]."""
@@ -84,6 +88,16 @@ class LabelledArrays:
             self.found, self.changed, self.agreement, self.logprob, self.correct, True)
         return fo, ch, ag, lp, x, v
 
+    def reasoning_matrix(self) -> tuple[B, F64] | None:
+        """(truncated, thinking tokens) shaped [run, round] like as_matrix; None without them."""
+        if self.truncated is None or self.thinking is None or not np.isfinite(self.thinking).any():
+            return None
+        row = np.unique(self.run, return_inverse=True)[1].ravel()
+        nq, nr = int(row.max()) + 1, int(self.round.max()) + 1
+        tr, th = np.zeros((nq, nr), np.bool_), np.full((nq, nr), np.nan)
+        tr[row, self.round], th[row, self.round] = self.truncated, self.thinking
+        return tr, th
+
 
 def load_labelled(store: Store, *, model: str | None, problem_set: str | None,
                   strategy: str | None, level: int | None = None,
@@ -92,6 +106,7 @@ def load_labelled(store: Store, *, model: str | None, problem_set: str | None,
     run, prob, rnd, lvl, ch = (array("q") for _ in range(5))
     ok, fo = array("b"), array("b")
     ag, lp = array("d"), array("d")
+    tr, th = array("b"), array("d")
     codes: dict[str, int] = {}
     nan = math.nan
     for r in store.labelled_rounds(model=model, problem_set=problem_set, strategy=strategy,
@@ -108,12 +123,15 @@ def load_labelled(store: Store, *, model: str | None, problem_set: str | None,
         ag.append(nan if r.agreement is None else r.agreement)
         lp.append(nan if r.logprob is None else r.logprob)
         lvl.append(-1 if r.level is None else r.level)
+        tr.append(r.truncated)
+        th.append(nan if r.thinking_tokens is None else r.thinking_tokens)
     return LabelledArrays(
         np.asarray(run, np.int64),
         np.asarray(prob, np.int64), np.asarray(rnd, np.int64),
         np.asarray(ok, np.bool_), np.asarray(fo, np.bool_), np.asarray(ch, np.int64),
         np.asarray(ag, np.float64), np.asarray(lp, np.float64), np.asarray(lvl, np.int64),
         problems=list(codes),
+        truncated=np.asarray(tr, np.bool_), thinking=np.asarray(th, np.float64),
     )
 
 
@@ -193,9 +211,13 @@ def fit_labelled(data: LabelledArrays, scope: dict[str, Any]) -> ScopeFit:
     obs: ObservationModel | None = None
     calibration: dict[str, Any] = {"n_rounds": int(v.sum()), "in_sample": True}
     if v.any():
-        obs = ObservationModel.fit_arrays(fo, ch, ag, lp, x, valid=v, chain=fit.chain, p0=fit.p0)
+        reasoning = data.reasoning_matrix()
+        tr, th = reasoning if reasoning is not None else (None, None)
+        obs = ObservationModel.fit_arrays(fo, ch, ag, lp, x, valid=v, chain=fit.chain, p0=fit.p0,
+                                          truncated=tr, thinking=th)
         cat = change_categories(ch, ag)
-        q_f = belief_matrix(fit.chain, fit.p0, fo, cat, obs.lp_bins(lp), obs)
+        q_f = belief_matrix(fit.chain, fit.p0, fo, cat, obs.lp_bins(lp), obs, truncated=tr,
+                            thinking=th)
         q_c = belief_matrix(fit.chain, fit.p0, fo, cat, np.zeros_like(cat), None)
         calibration["filtered_ece"] = expected_calibration_error(q_f[v], x[v])
         calibration["chain_only_ece"] = expected_calibration_error(q_c[v], x[v])

@@ -75,7 +75,8 @@ def check_reasoning(config: RunConfig, backend: Backend, profile: ModelProfile) 
     needs_template = (config.prompt_format != "fewshot"
                       and (config.strategy == "wait" or budget is not None))
     if needs_template and not getattr(backend, "renders_served_template", True):
-        raise ValueError(f"{'--strategy wait' if config.strategy == 'wait' else '--thinking-budget'}"
-                         f" with a chat format continues the model's own text, which needs the "
-                         f"served chat template, and {backend.info.model}'s server exposes none "
-                         "(llama-server does at /props); use --format fewshot or another server")
+        what = "--strategy wait" if config.strategy == "wait" else "--thinking-budget"
+        raise ValueError(f"{what} with a chat format continues the model's own text, which "
+                         f"needs the served chat template, and {backend.info.model}'s server "
+                         "exposes none (llama-server does at /props); use --format fewshot or "
+                         "another server")

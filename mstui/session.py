@@ -63,7 +63,9 @@ class RunRecorder:
             "architecture"), quantization=info.details.get("quantization"))
         settings = dataclasses.asdict(config.gen) | {"prompt_format": config.prompt_format,
                                                       "price": config.price, "ctx": config.ctx,
-                                                      "offload": info.offload_text}
+                                                      "offload": info.offload_text,
+                                                      "profile": config.applied_profile,
+                                                      "thinking_budget": config.thinking_budget}
         self.run_id = store.start_run(
             question=question, gold=gold, max_rounds=config.max_rounds, model=info.model,
             backend=info.backend, problem_set=problem_set, problem_id=problem_id, level=level,

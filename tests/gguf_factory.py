@@ -17,8 +17,9 @@ CHATML = (
 )
 
 
-def _vocab() -> tuple[list[str], list[float], list[int]]:
-    tokens = ["<unk>", "<s>", "</s>"]
+def _vocab(bos: str = "<s>", eos: str = "</s>",
+           specials: tuple[str, ...] = ()) -> tuple[list[str], list[float], list[int]]:
+    tokens = ["<unk>", bos, eos]
     types = [UNKNOWN, CONTROL, CONTROL]
     # Byte fallback for ASCII only: every ASCII text tokenizes, and the random model can never
     # emit half a UTF-8 character (llama-cpp-python holds such bytes back from the stream).
@@ -29,15 +30,26 @@ def _vocab() -> tuple[list[str], list[float], list[int]]:
     tokens += pieces
     types += [NORMAL] * len(pieces)
     scores = [0.0] * (3 + 128) + [-float(i) for i in range(len(pieces))]
+    # A chat template's special tokens (<｜User｜>, <|im_start|>, <think>, …) are control tokens,
+    # so llama.cpp tokenizes each as one token, as in the real model's vocabulary.
+    extra = [t for t in dict.fromkeys(specials) if t not in tokens]
+    tokens += extra
+    types += [CONTROL] * len(extra)
+    scores += [0.0] * len(extra)
     return tokens, scores, types
 
 
 def write_tiny_llama(path: Path, *, seed: int = 0, n_ctx: int = 2048, n_embd: int = 64,
                      n_layer: int = 2, n_head: int = 4, n_ff: int = 128,
-                     chat_template: str | None = CHATML) -> Path:
-    """A 2-layer llama with random weights: output is noise, but every code path is real."""
+                     chat_template: str | None = CHATML, bos: str = "<s>", eos: str = "</s>",
+                     specials: tuple[str, ...] = (), add_bos: bool = True) -> Path:
+    """A 2-layer llama with random weights: output is noise, but every code path is real.
+
+    `chat_template`, `bos`, `eos`, `specials` and `add_bos` let the file carry a real model's
+    chat template with the special tokens it writes (see tests/templates.py).
+    """
     rng = np.random.default_rng(seed)
-    tokens, scores, types = _vocab()
+    tokens, scores, types = _vocab(bos, eos, specials)
     n_vocab = len(tokens)
     writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_name("tiny-random-llama")
@@ -57,7 +69,7 @@ def write_tiny_llama(path: Path, *, seed: int = 0, n_ctx: int = 2048, n_embd: in
     writer.add_unk_token_id(0)
     writer.add_bos_token_id(1)
     writer.add_eos_token_id(2)
-    writer.add_add_bos_token(True)
+    writer.add_add_bos_token(add_bos)
     if chat_template:
         writer.add_chat_template(chat_template)
 

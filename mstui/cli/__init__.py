@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
 def one_line(exc: BaseException) -> str:
     """The message of an error, on one line (the type name when it has no message)."""
     text = " ".join(str(exc).split())
-    known = ("ModelError", "StoreError", "ProblemSetError", "ValueError", "PromptTooLong")
+    known = ("ModelError", "StoreError", "ProblemSetError", "ValueError", "PromptTooLong",
+             "TemplateError")
     if type(exc).__name__ in known and text:
         return text
     hint = " (set MSTUI_DEBUG=1 to see the traceback)"

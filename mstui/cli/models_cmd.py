@@ -1,4 +1,4 @@
-"""`mstui models`: list GGUF files with size, architecture, quantization and context."""
+"""`mstui models`: list GGUF files with size, architecture, quantization, context and profile."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from mstui.core.profiles import detect_profile
 from mstui.engine.errors import ModelError
 from mstui.engine.gguf_info import read_gguf_info
 from mstui.engine.models import list_model_files
@@ -21,9 +22,12 @@ def cmd_models(args: argparse.Namespace) -> int:
     for path in paths:
         try:
             info = read_gguf_info(path)
+            profile = detect_profile(info.chat_template, path.name)
             rows.append({"file": str(path), "size": info.size_text, "size_bytes": info.size_bytes,
                          "architecture": info.architecture, "quantization": info.quantization,
                          "context": info.context_length, "layers": info.block_count,
+                         "profile": profile.name, "reasoning": profile.reasoning,
+                         "profile_why": profile.why, "profile_text": profile.describe(),
                          "error": None})
         except ModelError as exc:
             rows.append({"file": str(path), "error": str(exc)})
@@ -43,5 +47,6 @@ def cmd_models(args: argparse.Namespace) -> int:
             else:
                 print(f"{r['file']:44} {r['size']:>9}  {r['architecture']:10} "
                       f"{r['quantization']:8} {r['context']:>7} {r['layers']:>6}")
+                print(f"  profile {r['profile_text']}")
     print(f"GPU offload: {offload}")
     return 0 if all(r["error"] is None for r in rows) else 2

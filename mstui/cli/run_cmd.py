@@ -41,6 +41,8 @@ def round_json(record: RoundRecord, decision: Decision | None) -> dict[str, obje
         "prompt_seconds": round(record.prompt_seconds, 4),
         "gen_seconds": round(record.gen_seconds, 4),
         "finish_reason": record.finish_reason,
+        "truncated": record.truncated,
+        "thinking_tokens": record.thinking_tokens,
     }
     if record.error:
         out["error"] = record.error
@@ -75,9 +77,11 @@ def cmd_run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         found = find_fit(store, label, config.strategy, None)
     run = build_run(config, gold=args.gold, backend=backend, fit=found.fit if found else None,
                     obs_model=found.obs_model if found else None)
+    config = run.config  # with the model profile's defaults
     if not args.json:
         print(f"model: {run.backend.info.model} · {run.backend.info.offload_text} · "
               f"strategy {config.strategy} · policy {run.policy.spec}", file=out)
+        print(f"profile: {run.profile.describe()}", file=out)
         if found is not None:
             print(f"fit #{found.id} from {found.scope['problem_set']}: "
                   f"a={found.fit.a:.3f} b={found.fit.b:.3f} p0={found.fit.p0:.3f}", file=out)
@@ -91,7 +95,8 @@ def cmd_run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     failed = None
     for event in run_refinement(question, backend=run.backend, prompter=run.prompter,
                                 policy=run.policy, max_rounds=config.max_rounds,
-                                settings=config.gen, gold=args.gold, cancel=cancel):
+                                settings=config.gen, gold=args.gold, cancel=cancel,
+                                thinking_budget=config.thinking_budget):
         if recorder is not None:
             recorder.handle(event)
         if isinstance(event, RoundStarted) and not args.json:
@@ -147,8 +152,12 @@ def _report(record: RoundRecord, decision: Decision, as_json: bool, out: TextIO)
         print(json.dumps(round_json(record, decision)), file=out)
         return
     shown = record.answer_text if record.answer_text is not None else "(none found)"
+    if record.truncated:
+        shown = "(none: the round ended inside its thinking)"
     print(f"\n→ answer {shown}{_mark(record)} [{record.extraction_rule}] · "
           f"{record.prompt_tokens} prompt tok ({record.cached_tokens} cached) · "
-          f"{record.completion_tokens} tok · {record.tokens_per_second:.0f} tok/s · "
+          f"{record.completion_tokens} tok"
+          + (f" ({record.thinking_tokens} thinking)" if record.thinking_tokens else "")
+          + f" · {record.tokens_per_second:.0f} tok/s · "
           f"{record.finish_reason}", file=out)
     print(f"→ {decision.final_action}: {decision.reason}", file=out)

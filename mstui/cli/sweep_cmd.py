@@ -116,6 +116,7 @@ def run_sweep(config: RunConfig, problems: Sequence[Problem], store: Store, *,
     cancel = cancel or threading.Event()
     store.upsert_problems(problems, problem_set=problem_set)
     run = build_run(config, gold=problems[0].answer, backend=backend)  # loads the model once
+    config = run.config  # with the model profile's defaults
     model = run.backend.info.model
     found = None
     if needs_fit(config.policy_spec):
@@ -167,7 +168,8 @@ class _Sweep:
         return run_refinement(problem.question, backend=self.run.backend,
                               prompter=self.run.prompter, policy=self.run.policy,
                               max_rounds=self.config.max_rounds, settings=self.config.gen,
-                              gold=problem.answer, cancel=self.cancel)
+                              gold=problem.answer, cancel=self.cancel,
+                              thinking_budget=self.config.thinking_budget)
 
     def _start(self, problem: Problem) -> Any:
         from mstui.session import RunRecorder

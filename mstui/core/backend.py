@@ -32,11 +32,14 @@ class Piece:
 
     `reasoning` marks text a server streamed as reasoning content (`delta.reasoning_content`,
     or vLLM's `delta.reasoning`) rather than inside the content between think tags.
+    `synthetic` marks text the loop inserted (think tags around such a field, the budget-forcing
+    cue): part of the round's text, but not a generated token.
     """
 
     text: str
     logprob: float | None = None
     reasoning: bool = False
+    synthetic: bool = False
 
 
 @dataclass(frozen=True)

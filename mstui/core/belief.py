@@ -8,7 +8,12 @@ States X_t ∈ {W, C} follow the fitted chain. Each round's observation is score
 - a "change" category joining `changed` and `agreement`, which depend on two rounds, so it is
   conditioned on the pair: P(category | X_{t−1}, X_t). Categories: 0 same answer and all earlier
   rounds agree, 1 same answer but some earlier round differed, 2 changed to a new answer,
-  3 changed back to an earlier answer, 4 unknown (round 0 / missing).
+  3 changed back to an earlier answer, 4 unknown (round 0 / missing);
+- for reasoning rounds (DESIGN §2.1): whether a round without an answer ended inside its
+  thinking, P(trunc | X_t, no answer) (a truncated round never has an answer, so conditioning on
+  `found` keeps the two from counting the same evidence twice), and the thinking length, binned at training quantiles of log(1 + tokens), P(bin | X_t). A round
+  of a model that does not think has no such features, and they leave its belief unchanged
+  (factor 1), as does a model fitted before these features existed.
 
 The forward pass over pairs is exact for this model: α(x_{t−1}, x_t) ∝ m_{t−1}(x_{t−1})
 P(x_t | x_{t−1}) L(o_t | x_{t−1}, x_t), and q_t = Σ_{x_{t−1}} α(x_{t−1}, C) / Σ α. Naive Bayes
@@ -36,6 +41,7 @@ N = TypeVar("N", float, F)
 Trace = Sequence[tuple[Observation, bool]]
 N_CHANGE = 5
 N_LP_BINS = 5
+N_TH_BINS = 4  # thinking-length bins
 PREDICT_ONLY = "predict-only: no observation model fitted, belief follows the chain alone"
 FILTERED = "filtered: belief updated from found / changed / agreement / log-probability"
 
@@ -85,6 +91,9 @@ class ObservationModel:
         change: list[list[list[float]]],
         temper: float = 1.0,
         n_train: int = 0,
+        truncated: list[list[float]] | None = None,
+        thinking: list[list[float]] | None = None,
+        thinking_edges: list[float] | None = None,
     ) -> None:
         self.found = found  # [x_t][found 0/1]
         self.logprob = logprob  # [x_t][bin 0..N_LP_BINS] (last = missing)
@@ -100,6 +109,47 @@ class ObservationModel:
         self._found_l: list[list[float]] = self._found.tolist()
         self._lp_l: list[list[float]] = self._lp.tolist()
         self._ch_l: list[list[list[float]]] = self._ch.tolist()
+        # Reasoning features: None when the training rounds had no thinking (factor 1).
+        self.truncated = truncated  # [x_t][truncated 0/1], among rounds with no answer
+        self.thinking = thinking  # [x_t][bin 0..N_TH_BINS-1]
+        self.thinking_edges = thinking_edges or []  # inner edges on log(1 + tokens)
+        self._tr = None if truncated is None else np.asarray(truncated, np.float64) ** w
+        self._th = None if thinking is None else np.asarray(thinking, np.float64) ** w
+
+    def thinking_bin(self, tokens: float | None) -> int:
+        """Bin of a thinking length in tokens; −1 when unknown (the model does not think)."""
+        if tokens is None or not math.isfinite(tokens):
+            return -1
+        return bisect.bisect_right(self.thinking_edges, math.log1p(max(tokens, 0.0)))
+
+    def reasoning_factors(self, found: bool, truncated: bool,
+                          thinking_tokens: float | None) -> tuple[float, float]:
+        """(factor for W, for C) of a round's reasoning features; (1, 1) when there are none."""
+        tb = self.thinking_bin(thinking_tokens)
+        if tb < 0 or self._tr is None or self._th is None:
+            return 1.0, 1.0
+        fw, fc = float(self._th[0][tb]), float(self._th[1][tb])
+        if not found:
+            t = int(truncated)
+            fw, fc = fw * float(self._tr[0][t]), fc * float(self._tr[1][t])
+        return fw, fc
+
+    def reasoning_arrays(self, found: NDArray[Any], truncated: NDArray[Any] | None,
+                         thinking: F | None) -> tuple[F, F] | None:
+        """Vector form of reasoning_factors, or None when no round has reasoning features."""
+        if thinking is None or truncated is None or self._tr is None or self._th is None:
+            return None
+        th = np.asarray(thinking, np.float64)
+        known = np.isfinite(th)
+        if not known.any():
+            return None
+        bins = np.searchsorted(np.asarray(self.thinking_edges),
+                               np.log1p(np.maximum(np.nan_to_num(th), 0.0)), side="right")
+        t = np.asarray(truncated, np.int64)
+        missing = ~np.asarray(found, np.bool_)
+        fw = np.where(known, self._th[0][bins] * np.where(missing, self._tr[0][t], 1.0), 1.0)
+        fc = np.where(known, self._th[1][bins] * np.where(missing, self._tr[1][t], 1.0), 1.0)
+        return fw, fc
 
     # -- encoding ---------------------------------------------------------------------------
     def lp_bin(self, logprob: float | None) -> int:
@@ -119,17 +169,24 @@ class ObservationModel:
         f, lb = int(obs.found), self.lp_bin(obs.logprob)
         sw = self._found_l[0][f] * self._lp_l[0][lb]
         sc = self._found_l[1][f] * self._lp_l[1][lb]
+        if obs.thinking_tokens is not None:
+            rw, rc = self.reasoning_factors(obs.found, obs.truncated, obs.thinking_tokens)
+            sw, sc = sw * rw, sc * rc
         cat = change_category(obs.changed, obs.agreement)
         ch = self._ch_l
         return sw, sc, [[ch[0][0][cat], ch[0][1][cat]], [ch[1][0][cat], ch[1][1][cat]]]
 
     def factor_arrays(
-        self, found: NDArray[Any], cat: NDArray[np.int64], lpbin: NDArray[np.int64]
+        self, found: NDArray[Any], cat: NDArray[np.int64], lpbin: NDArray[np.int64],
+        truncated: NDArray[Any] | None = None, thinking: F | None = None,
     ) -> tuple[F, F, F, F, F, F]:
         """Vector factors (sw, sc, pww, pwc, pcw, pcc), each shaped like the inputs."""
         f = np.asarray(found, dtype=np.int64)
         sw = self._found[0][f] * self._lp[0][lpbin]
         sc = self._found[1][f] * self._lp[1][lpbin]
+        extra = self.reasoning_arrays(found, truncated, thinking)
+        if extra is not None:
+            sw, sc = sw * extra[0], sc * extra[1]
         ch = self._ch
         return sw, sc, ch[0, 0][cat], ch[0, 1][cat], ch[1, 0][cat], ch[1, 1][cat]
 
@@ -145,8 +202,12 @@ class ObservationModel:
         valid: NDArray[Any] | None = None,
         chain: TwoStateChain | None = None,
         p0: float | None = None,
+        *,
+        truncated: NDArray[Any] | None = None,
+        thinking: F | None = None,
     ) -> ObservationModel:
-        """Fit from pool-shaped arrays [Q, R] (changed: −1 None; agreement/logprob: NaN None).
+        """Fit from pool-shaped arrays [Q, R] (changed: −1 None; agreement/logprob: NaN None;
+        thinking: tokens, NaN where the round had no thinking).
 
         With `chain` and `p0` the tempering exponent is fitted too; else it stays 1.
         """
@@ -177,20 +238,22 @@ class ObservationModel:
         lp_t /= lp_t.sum(axis=1, keepdims=True)
         ch_t /= ch_t.sum(axis=1, keepdims=True)
         args = (found_t.tolist(), lp_t.tolist(), edges, ch_t.reshape(2, 2, N_CHANGE).tolist())
-        model = cls(*args, temper=1.0, n_train=int(v.sum()))
+        reasoning = _fit_reasoning(xi, v, fo, truncated, thinking)
+        model = cls(*args, temper=1.0, n_train=int(v.sum()), **reasoning)
         if chain is None or p0 is None:
             return model
 
         def loss(w: float) -> float:
-            m = cls(*args, temper=w)
-            q = belief_matrix(chain, p0, fo, cat, m.lp_bins(lp), m)
+            m = cls(*args, temper=w, **reasoning)
+            q = belief_matrix(chain, p0, fo, cat, m.lp_bins(lp), m, truncated=truncated,
+                              thinking=thinking)
             qc = np.clip(q[v], 1e-9, 1 - 1e-9)
             return float(-np.mean(np.where(x[v], np.log(qc), np.log(1 - qc))))
 
         res = optimize.minimize_scalar(
             loss, bounds=(0.05, 2.0), method="bounded", options={"xatol": 1e-3}
         )
-        return cls(*args, temper=float(res.x), n_train=int(v.sum()))
+        return cls(*args, temper=float(res.x), n_train=int(v.sum()), **reasoning)
 
     @classmethod
     def fit(
@@ -218,6 +281,9 @@ class ObservationModel:
             "change": self.change,
             "temper": self.temper,
             "n_train": self.n_train,
+            "truncated": self.truncated,
+            "thinking": self.thinking,
+            "thinking_edges": self.thinking_edges,
         }
 
     @classmethod
@@ -230,7 +296,35 @@ class ObservationModel:
             d["change"],
             float(d.get("temper", 1.0)),
             int(d.get("n_train", 0)),
+            truncated=d.get("truncated"),
+            thinking=d.get("thinking"),
+            thinking_edges=d.get("thinking_edges"),
         )
+
+
+def _fit_reasoning(xi: NDArray[np.int64], v: NDArray[np.bool_], found: NDArray[np.bool_],
+                   truncated: NDArray[Any] | None, thinking: F | None) -> dict[str, Any]:
+    """Add-one smoothed tables of the reasoning features over rounds that had thinking (the
+    truncation table over those without an answer, see the module docstring)."""
+    if thinking is None or truncated is None:
+        return {}
+    th = np.asarray(thinking, np.float64)
+    known = v & np.isfinite(th)
+    if not known.any():
+        return {}
+    logs = np.log1p(np.maximum(th[known], 0.0))
+    qs = np.linspace(0, 1, N_TH_BINS + 1)[1:-1]
+    edges = sorted(set(np.quantile(logs, qs).tolist())) if logs.size >= N_TH_BINS else []
+    bins = np.searchsorted(np.asarray(edges), logs, side="right")
+    x = xi[known]
+    lost = known & ~found
+    tr = np.asarray(truncated, np.int64)[lost]
+    tr_t = np.ones((2, 2)) + np.bincount(2 * xi[lost] + tr, minlength=4).reshape(2, 2)
+    th_t = np.ones((2, N_TH_BINS)) + np.bincount(N_TH_BINS * x + bins,
+                                                 minlength=2 * N_TH_BINS).reshape(2, -1)
+    tr_t /= tr_t.sum(axis=1, keepdims=True)
+    th_t /= th_t.sum(axis=1, keepdims=True)
+    return {"truncated": tr_t.tolist(), "thinking": th_t.tolist(), "thinking_edges": edges}
 
 
 def empty_feature_arrays(
@@ -310,8 +404,12 @@ def belief_matrix(
     cat: NDArray[np.int64],
     lpbin: NDArray[np.int64],
     obs_model: ObservationModel | None,
+    *,
+    truncated: NDArray[Any] | None = None,
+    thinking: F | None = None,
 ) -> F:
-    """Vector filter over a pool: q[Q, R] with the same arithmetic as belief_trajectory."""
+    """Vector filter over a pool: q[Q, R] with the same arithmetic as belief_trajectory
+    (`thinking` in tokens, NaN where a round had none)."""
     fo = np.asarray(found)
     nq, nr = fo.shape
     a, b = chain.a, chain.b
@@ -323,7 +421,7 @@ def belief_matrix(
         for t in range(1, nr):
             q[:, t] = _step(q[:, t - 1], a, b, ones, ones, ones, ones, ones, ones)
         return q
-    sw, sc, pww, pwc, pcw, pcc = obs_model.factor_arrays(fo, cat, lpbin)
+    sw, sc, pww, pwc, pcw, pcc = obs_model.factor_arrays(fo, cat, lpbin, truncated, thinking)
     with np.errstate(invalid="ignore", divide="ignore"):
         new = _update0(prior, sw[:, 0], sc[:, 0])
         q[:, 0] = np.where(np.isfinite(new), new, prior)

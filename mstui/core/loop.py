@@ -168,12 +168,12 @@ def score_round(
 
 
 def _pieces_before(pieces: Sequence[Piece], end: int) -> int:
-    """How many streamed pieces (tokens) start before character `end` of the joined text."""
+    """How many generated pieces (tokens) start before character `end` of the joined text."""
     count, offset = 0, 0
     for p in pieces:
         if offset >= end:
             break
-        count += 1
+        count += not p.synthetic
         offset += len(p.text)
     return count
 
@@ -288,16 +288,16 @@ def _stream_round(
         if item.reasoning and not in_field:
             in_field = True
             if watch.kind != "thinking":
-                out.append(Piece(pair.open))
+                out.append(Piece(pair.open, synthetic=True))
         elif not item.reasoning and in_field:
             in_field = False
-            out.append(Piece(pair.close))
+            out.append(Piece(pair.close, synthetic=True))
         out.append(replace(item, reasoning=False))
         for piece in out:
             watch.feed(piece.text)
             text.append(piece.text)
             yield piece
-        if watch.kind == "thinking":
+        if watch.kind == "thinking" and not item.synthetic:
             thinking += 1
             if budget is not None and thinking >= budget:
                 spent.set()  # the backend stops at its next token
@@ -312,7 +312,7 @@ def _stream_round(
         return
     # Budget forcing: close the thinking with the cue and let the model write its final part.
     cue = budget_cue.format(close=pair.close)
-    yield Piece(cue)
+    yield Piece(cue, synthetic=True)
     left = settings.max_tokens - first.completion_tokens
     if left < 1:
         yield replace(first, finish_reason="length")

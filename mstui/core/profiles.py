@@ -42,7 +42,8 @@ class ModelProfile:
             return f"{self.name} ({self.why})" if self.why else self.name
         tags = f"{self.tags.open}…{self.tags.close}" if self.tags else "reasoning stream"
         return (f"{self.name}: thinks in {tags}; format {self.prompt_format}, "
-                f"{'no ' if not self.use_system else ''}system prompt, {self.max_tokens} tok/round, "
+                f"{'no ' if not self.use_system else ''}system prompt, "
+                f"{self.max_tokens} tok/round, "
                 f"ctx {self.n_ctx}, T {self.temperature:g} top-p {self.top_p:g} "
                 f"top-k {self.top_k} min-p {self.min_p:g} ({self.why})")
 
@@ -91,10 +92,10 @@ def detect_profile(chat_template: str | None, model_name: str = "", *,
     if tags is not None:
         if "<｜Assistant｜>" in template:
             family, why = "deepseek-r1", "chat template has DeepSeek's <｜Assistant｜> turns"
+        elif "<|im_start|>" in template and "assistant\\n<think>" in template:
+            family, why = "qwq", "ChatML template whose generation prompt opens <think>"
         elif "enable_thinking" in template:
             family, why = "qwen3", "chat template has Qwen3's enable_thinking switch"
-        elif "<|im_start|>" in template:
-            family, why = "qwq", "ChatML template that opens <think>"
         else:
             family, why = "reasoning", "chat template closes thinking"
         return replace(PROFILES[family], tags=tags, why=f"{why}; think tag {tags.close}")

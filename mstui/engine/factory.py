@@ -21,17 +21,23 @@ def load(config: RunConfig) -> tuple[Backend, RunConfig, ModelProfile]:
     For a GGUF the profile is read from its header before loading, so the context it asks
     for is the one loaded; a server's profile comes from the template it exposes.
     """
-    if config.backend == "llama" and config.applied_profile is None:
-        from mstui.engine.gguf_info import read_gguf_info
-
-        info = read_gguf_info(resolve_model(config.model))
-        profile = (profile_by_name(config.profile) if config.profile != "auto"
-                   else detect_profile(info.chat_template, info.path.name))
-        config = config.with_profile(profile, model_ctx=info.context_length or None)
-        return open_backend(config), config, profile
+    config = with_header_profile(config)
     backend = open_backend(config)
     profile = backend_profile(config, backend)
     return backend, config.with_profile(profile), profile
+
+
+def with_header_profile(config: RunConfig) -> RunConfig:
+    """For a GGUF, the config with the profile read from its header (no weights loaded), so
+    the context the profile asks for is the one loaded; other backends are left as they are."""
+    if config.backend != "llama" or config.applied_profile is not None:
+        return config
+    from mstui.engine.gguf_info import read_gguf_info
+
+    info = read_gguf_info(resolve_model(config.model))
+    profile = (profile_by_name(config.profile) if config.profile != "auto"
+               else detect_profile(info.chat_template, info.path.name))
+    return config.with_profile(profile, model_ctx=info.context_length or None)
 
 
 def open_backend(config: RunConfig) -> Backend:

@@ -94,6 +94,10 @@ class LlamaBackend:
                     verbose=True,
                 )
         except Exception as exc:
+            if type(exc).__name__ == "TemplateSyntaxError":  # llama-cpp-python compiles it
+                raise ModelError(f"the chat template in {self.gguf.path.name} does not parse "
+                                 f"({' '.join(str(exc).split())}); fix tokenizer.chat_template "
+                                 "(gguf's gguf_new_metadata.py) or use another file") from None
             raise ModelError(f"llama.cpp could not load {self.gguf.path} ({exc}); check the file "
                              "or try a smaller model / fewer --gpu-layers") from None
         self.llm.verbose = False  # silence per-call prints ("prefix-match hit" etc.)

@@ -63,14 +63,17 @@ class OpenAIBackend:
 
     def _props(self) -> dict[str, Any]:
         """llama-server's /props (chat template, BOS/EOS text, context); {} from other servers."""
-        import httpx
+        import json
+        import urllib.error
+        import urllib.request
 
         root = self.base_url[:-3] if self.base_url.endswith("/v1") else self.base_url
+        request = urllib.request.Request(f"{root}/props", headers={
+            "Authorization": f"Bearer {self.client.api_key}"})
         try:
-            reply = httpx.get(f"{root}/props", timeout=10.0,
-                              headers={"Authorization": f"Bearer {self.client.api_key}"})
-            data = reply.json() if reply.status_code == 200 else {}
-        except (httpx.HTTPError, ValueError):
+            with urllib.request.urlopen(request, timeout=10.0) as reply:
+                data = json.loads(reply.read())
+        except (OSError, ValueError):  # not llama-server (404), or no JSON: no template
             return {}
         return data if isinstance(data, dict) else {}
 

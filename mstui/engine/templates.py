@@ -73,8 +73,9 @@ def _render(compiled: Any, turns: list[dict[str, str]], bos: str, eos: str, gen:
     from jinja2.exceptions import TemplateError as JinjaError
 
     try:
+        # enable_thinking: llama-server's default for Qwen3/QwQ-style switches (thinking on).
         text: str = compiled.render(messages=turns, add_generation_prompt=gen, bos_token=bos,
-                                    eos_token=eos)
+                                    eos_token=eos, enable_thinking=True)
     except TemplateError:
         raise
     except (JinjaError, TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:

@@ -16,7 +16,7 @@ from mstui.store.records import DECISION_COLUMNS, ROUND_COLUMNS
 from mstui.store.schema import SCHEMA_VERSION
 from mstui.store.store import Store
 
-_BOOL_ROUND = ("correct", "obs_found", "obs_changed")
+_BOOL_ROUND = ("correct", "obs_found", "obs_changed", "truncated", "obs_truncated")
 # CSV columns are the store's own column lists: settings (JSON) and the raw answer text stay
 # in the JSONL export, which round-trips; CSV is for spreadsheets.
 _RUN_CSV = tuple(c for c in RUN_COLUMNS if c not in ("settings", "final_answer_text"))

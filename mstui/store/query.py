@@ -60,6 +60,8 @@ class LabelledRound(NamedTuple):
     agreement: float | None
     logprob: float | None
     level: int | None
+    truncated: bool = False  # ended inside its thinking
+    thinking_tokens: int | None = None  # None: the model does not think
 
 
 def run_dict(row: Mapping[str, Any]) -> dict[str, Any]:

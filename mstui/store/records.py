@@ -28,6 +28,12 @@ ROUND_COLUMNS = (
     "obs_agreement",
     "obs_logprob",
     "error",
+    "thinking",
+    "final",
+    "truncated",
+    "thinking_tokens",
+    "obs_truncated",
+    "obs_thinking_tokens",
 )
 DECISION_COLUMNS = (
     "round",
@@ -92,6 +98,12 @@ def round_row(run_id: int, r: RoundRecord) -> dict[str, Any]:
         "obs_agreement": o.agreement,
         "obs_logprob": o.logprob,
         "error": r.error,
+        "thinking": r.thinking or None,
+        "final": r.final,
+        "truncated": int(r.truncated),
+        "thinking_tokens": r.thinking_tokens,
+        "obs_truncated": int(o.truncated),
+        "obs_thinking_tokens": o.thinking_tokens,
     }
 
 
@@ -116,8 +128,14 @@ def round_record(row: Mapping[str, Any]) -> RoundRecord:
             changed=_unbool(row["obs_changed"]),
             agreement=row["obs_agreement"],
             logprob=row["obs_logprob"],
+            truncated=bool(row.get("obs_truncated") or 0),
+            thinking_tokens=row.get("obs_thinking_tokens"),
         ),
         error=row["error"],
+        thinking=row.get("thinking") or "",
+        final=row.get("final"),
+        truncated=bool(row.get("truncated") or 0),
+        thinking_tokens=int(row.get("thinking_tokens") or 0),
     )
 
 

@@ -190,6 +190,21 @@ def m002_fts(db: Database) -> None:
     db.table("rounds").enable_fts(["response"], fts_version="FTS5", create_triggers=True)
 
 
+@migrations(name="m003_reasoning")
+def m003_reasoning(db: Database) -> None:
+    """A round's thinking and final parts (DESIGN §2.1), whether it ended inside its thinking,
+    and the matching observation features. `response` keeps the full raw text (thinking and
+    final, tags included), so the full-text index over it finds words in either part; `final`
+    is NULL for a model that does not think (the whole response is final)."""
+    rounds = db.table("rounds")
+    rounds.add_column("thinking", str)
+    rounds.add_column("final", str)
+    rounds.add_column("truncated", int, not_null_default=0)
+    rounds.add_column("thinking_tokens", int, not_null_default=0)
+    rounds.add_column("obs_truncated", int, not_null_default=0)
+    rounds.add_column("obs_thinking_tokens", int)
+
+
 # Schema version N means the first N migrations have run; it is also written to
 # PRAGMA user_version so other SQLite tools (and an old mstui) can read it cheaply.
 MIGRATION_NAMES: list[str] = [m.name for m in migrations._migrations]

@@ -326,7 +326,8 @@ class Store(StoreBase):
             params += st
         sql = (
             "SELECT coalesce(runs.problem_id, runs.question), runs.id, r.idx, r.correct, "
-            "r.obs_found, r.obs_changed, r.obs_agreement, r.obs_logprob, runs.level "
+            "r.obs_found, r.obs_changed, r.obs_agreement, r.obs_logprob, runs.level, "
+            "r.obs_truncated, r.obs_thinking_tokens "
             f"FROM runs JOIN rounds r ON r.run_id = runs.id WHERE {where} "
             f"AND r.correct IS NOT NULL AND r.finish_reason NOT IN {UNSCORED} "
             "ORDER BY runs.id, r.idx"
@@ -334,7 +335,7 @@ class Store(StoreBase):
         with self.reader() as db:
             cur = db.execute(sql, params)
             while batch := cur.fetchmany(2000):
-                for p, run, idx, ok, found, ch, agr, lp, lvl in batch:
+                for p, run, idx, ok, found, ch, agr, lp, lvl, trunc, think in batch:
                     yield LabelledRound(
                         p,
                         run,
@@ -345,6 +346,8 @@ class Store(StoreBase):
                         agr,
                         lp,
                         lvl,
+                        bool(trunc),
+                        think,
                     )
 
     def scopes(self) -> list[dict[str, Any]]:

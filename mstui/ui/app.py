@@ -97,7 +97,9 @@ class MstuiApp(App[None]):
         if field == "strategy":
             self.config = dataclasses.replace(self.config, strategy=value)
         else:
-            self.config = dataclasses.replace(self.config, prompt_format=value)
+            # Chosen by the user: a model profile no longer picks the format.
+            self.config = dataclasses.replace(self.config, prompt_format=value,
+                                              explicit=self.config.choosing("prompt_format"))
         self._changed(f"{field} {value} from the next run")
 
     def choose_policy(self, policy: str) -> None:

@@ -41,10 +41,11 @@ def one_line(exc: BaseException) -> str:
 
 
 def default_factory(config: RunConfig) -> Backend:
-    """The CLI's backend: llama.cpp in-process (imported here, so the first frame never waits)."""
-    from mstui.engine.factory import open_backend
+    """The CLI's backend: llama.cpp in-process (imported here, so the first frame never waits),
+    loaded with the context its model profile asks for."""
+    from mstui.engine.factory import load
 
-    return open_backend(config)
+    return load(config)[0]
 
 
 @dataclass(frozen=True)
@@ -185,11 +186,17 @@ class ModelWorker:
         if old is not None and hasattr(old, "close"):
             old.close()
         try:
+            from mstui.engine.factory import backend_profile
+
             self.backend = self.factory(config)
+            profile = backend_profile(config, self.backend)
         except Exception as exc:  # a missing file, a bad GGUF, out of memory: one line each
             self.post(m.ModelFailed(one_line(exc)))
             return
-        self.config = config
+        # The profile's defaults (reasoning format, token budget, sampling) become the TUI's
+        # settings, shown and changeable like any other.
+        self.config = config.with_profile(profile)
+        self.post(m.Notice(f"profile {profile.describe()}", "information"))
         info = self.backend.info
         self.post(
             m.ModelReady(info.model, info.backend, info.offload_text, time.perf_counter() - started)
@@ -231,6 +238,7 @@ class ModelWorker:
             fit=found.fit if found else None,
             obs_model=found.obs_model if found else None,
         )
+        config = run.config  # with the model profile's defaults
         recorder = self._recorder(config, req, found.id if found else None, run.policy.spec)
         label = "no fit"
         if found is not None:
@@ -261,6 +269,7 @@ class ModelWorker:
             gold=req.gold,
             cancel=self._cancel,
             review=self._review,
+            thinking_budget=config.thinking_budget,
         ):
             recorder = self._record(recorder, event)
             self._dispatch(event, run_id)

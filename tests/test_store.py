@@ -309,7 +309,7 @@ def test_read_only_needs_an_existing_current_file(tmp_path: Path) -> None:
     db = Database(old)
     migrate(db, upto=1)
     db.close()
-    with pytest.raises(StoreError, match="open it once without read-only"):
+    with pytest.raises(StoreError, match="mstui traces upgrade"):
         Store(old, readonly=True)
 
 

@@ -15,13 +15,16 @@ def db_path(db: str | None) -> Path:
     return Path(db) if db else default_db_path()
 
 
-def open_existing_store(db: str | None) -> Store:
-    """Open a trace database that must already exist (reading commands never create one)."""
+def open_existing_store(db: str | None, *, readonly: bool = True) -> Store:
+    """Open a trace database that must already exist. Reading commands open it read-only: they
+    never create, migrate or switch a file to WAL (a foreign file is refused unchanged)."""
     path = db_path(db)
     if not path.exists():
         raise StoreError(f"no trace database at {path}; run `mstui sweep` or `mstui run` first, "
                          "or point --db (or $MSTUI_DB) at one")
-    return Store(path)
+    if path.is_dir():
+        raise StoreError(f"{path} is a folder; point --db at a traces file")
+    return Store(path, readonly=readonly)
 
 
 def fmt_num(x: float | None, digits: int = 3) -> str:

@@ -89,7 +89,7 @@ def cmd_fit(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     from mstui.fitting_io import fit_labelled, load_labelled
 
-    store = open_existing_store(args.db)
+    store = open_existing_store(args.db, readonly=False)  # saves the fits it makes
     try:
         scopes = store.scopes()
         if not scopes:

@@ -66,6 +66,23 @@ def register(sub: Any) -> None:
     imp.add_argument("file", metavar="FILE", help="a JSONL export")
     imp.set_defaults(handler=cmd_import)
 
+    up = tsub.add_parser("upgrade", help="bring a trace database to this mstui's schema",
+                         description="Apply this mstui's pending schema migrations to an existing "
+                                     "trace database (they only add tables and columns). "
+                                     "Writing commands do this on their own; reading ones never "
+                                     "change the file.")
+    add_db_option(up)
+    up.set_defaults(handler=cmd_upgrade)
+
+
+def cmd_upgrade(args: argparse.Namespace) -> int:
+    """Migrate an existing mstui trace store (never creates one, refuses foreign files)."""
+    from mstui.store.schema import SCHEMA_VERSION
+
+    with open_existing_store(args.db, readonly=False) as store:
+        print(f"{store.path}: schema {SCHEMA_VERSION} (up to date)")
+    return 0
+
 
 def _add_filters(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("filters")

@@ -13,7 +13,7 @@ from sqlite_utils import Database
 
 from mstui.store import liveness, records
 from mstui.store.errors import StoreError, translated
-from mstui.store.schema import SCHEMA_VERSION, applied_version, migrate
+from mstui.store.schema import MIGRATION_SET, SCHEMA_VERSION, applied_version, migrate
 
 
 class StoreBase:
@@ -70,16 +70,26 @@ class StoreBase:
         db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         # Only reads until the version is known: a newer or foreign file must stay untouched.
         version = applied_version(db)
+        if version == 0:
+            foreign = self._foreign_tables()
+            if foreign:
+                raise StoreError(
+                    f"{self.path} is not an mstui trace store (it holds {foreign}); it was left "
+                    "unchanged: point --db at a traces file or a new path")
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path} was written by a newer mstui (schema {version} > {SCHEMA_VERSION});"
                 " upgrade mstui"
             )
         if self.readonly:
+            if version == 0:
+                raise StoreError(f"{self.path} is empty, not a trace store yet; run `mstui run` "
+                                 "or `mstui sweep` with it first")
             if version < SCHEMA_VERSION:
                 raise StoreError(
-                    f"{self.path} has schema {version} < {SCHEMA_VERSION}; "
-                    "open it once without read-only to upgrade it"
+                    f"{self.path} is a trace store of an older mstui (schema {version} < "
+                    f"{SCHEMA_VERSION}); reading commands leave it as it is: upgrade it with "
+                    f"`mstui traces upgrade --db {self.path}` (it only adds columns)"
                 )
             db.execute("PRAGMA query_only = 1")
             return
@@ -93,6 +103,19 @@ class StoreBase:
         if version < SCHEMA_VERSION:
             migrate(db)
         self.interrupted_on_open = self._mark_dead_runs()
+
+    def _foreign_tables(self) -> str:
+        """Names of another program's tables, views or indexes in a file with none of our
+        migrations ("" for an empty file); read-only, so the file stays byte-for-byte as it was."""
+        rows = self.db.execute(
+            "SELECT name FROM sqlite_master WHERE tbl_name NOT LIKE 'sqlite_%' "
+            "AND tbl_name != '_sqlite_migrations' ORDER BY name").fetchall()
+        names = [r[0] for r in rows]
+        if self.db.table("_sqlite_migrations").exists() and self.db.execute(
+                "SELECT count(*) FROM _sqlite_migrations WHERE migration_set != ?",
+                [MIGRATION_SET]).fetchone()[0]:
+            names.append("another tool's migrations")
+        return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
     def _mark_dead_runs(self) -> list[int]:
         """Mark 'running' runs whose writer process is gone as interrupted; leave live ones be."""

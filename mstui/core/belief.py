@@ -11,9 +11,10 @@ States X_t ∈ {W, C} follow the fitted chain. Each round's observation is score
   3 changed back to an earlier answer, 4 unknown (round 0 / missing);
 - for reasoning rounds (DESIGN §2.1): whether a round without an answer ended inside its
   thinking, P(trunc | X_t, no answer) (a truncated round never has an answer, so conditioning on
-  `found` keeps the two from counting the same evidence twice), and the thinking length, binned at training quantiles of log(1 + tokens), P(bin | X_t). A round
-  of a model that does not think has no such features, and they leave its belief unchanged
-  (factor 1), as does a model fitted before these features existed.
+  `found` keeps the two from counting the same evidence twice), and the thinking length,
+  binned at training quantiles of log(1 + tokens), P(bin | X_t). A round of a model that does
+  not think has no such features, and they leave its belief unchanged (factor 1), as does a
+  model fitted before these features existed.
 
 The forward pass over pairs is exact for this model: α(x_{t−1}, x_t) ∝ m_{t−1}(x_{t−1})
 P(x_t | x_{t−1}) L(o_t | x_{t−1}, x_t), and q_t = Σ_{x_{t−1}} α(x_{t−1}, C) / Σ α. Naive Bayes

@@ -280,19 +280,26 @@ def load_pool(store: Store, *, model: str | None, problem_set: str | None,
         "SELECT runs.id, coalesce(runs.problem_id, runs.question), r.idx, r.correct, "
         "coalesce(r.prompt_tokens, 0) - coalesce(r.cached_tokens, 0) "
         "+ coalesce(r.completion_tokens, 0), r.answer, r.obs_found, r.obs_changed, "
-        "r.obs_agreement, r.obs_logprob, r.finish_reason, runs.level "
+        "r.obs_agreement, r.obs_logprob, r.finish_reason, runs.level, runs.settings "
         f"FROM runs JOIN rounds r ON r.run_id = runs.id WHERE {where} "
         "AND runs.status = 'finished' AND runs.policy = ? AND runs.max_rounds = ? "
         "AND runs.n_rounds = ? ORDER BY runs.id, r.idx"
     )
     nan = math.nan
+    # One pool row per (question, settings): a copy of a run (two sweeps that raced on one file,
+    # a double import) is not a second question; other settings (another seed) are real repeats.
+    seen: set[tuple[Any, ...]] = set()
 
     def flush(rows: list[tuple[Any, ...]]) -> None:
         nonlocal dropped
+        key = (rows[0][1], rows[0][12])
+        if key in seen:
+            return
         if len(rows) != nr or any(r[2] != i or r[3] is None or r[10] in ("cancelled", "error")
                                   for i, r in enumerate(rows)):
             dropped += 1
             return
+        seen.add(key)
         problems.append(str(rows[0][1]))
         levels.append(-1 if rows[0][11] is None else int(rows[0][11]))
         for r in rows:

@@ -46,6 +46,10 @@ def find_fit(store: Store, model: str, strategy: str, problem_set: str | None) -
     )
 
 
+class AlreadyClaimed(Exception):
+    """A sweep's problem is finished, or being run by a live process, in this configuration."""
+
+
 class RunRecorder:
     """Writes one run as it happens: the run row at start, each round and decision as they end.
 
@@ -56,7 +60,7 @@ class RunRecorder:
     def __init__(self, store: Store, config: RunConfig, backend: Backend, *, question: str,
                  gold: str | None, problem_set: str | None = None, problem_id: str | None = None,
                  level: int | None = None, fit_id: int | None = None, policy: str | None = None,
-                 sweep: str | None = None) -> None:
+                 sweep: str | None = None, claim: bool = False) -> None:
         self.store = store
         info = backend.info
         store.upsert_model(info.model, backend=info.backend, architecture=info.details.get(
@@ -66,11 +70,14 @@ class RunRecorder:
                                                       "offload": info.offload_text,
                                                       "profile": config.applied_profile,
                                                       "thinking_budget": config.thinking_budget}
-        self.run_id = store.start_run(
+        run_id = store.start_run(
             question=question, gold=gold, max_rounds=config.max_rounds, model=info.model,
             backend=info.backend, problem_set=problem_set, problem_id=problem_id, level=level,
             strategy=config.strategy, policy=policy or config.policy_spec, fit_id=fit_id,
-            settings=settings, sweep=sweep)
+            settings=settings, sweep=sweep, claim=claim)
+        if run_id is None:
+            raise AlreadyClaimed(f"{problem_set}/{problem_id} is finished or running elsewhere")
+        self.run_id: int = run_id
 
     def handle(self, event: Event) -> None:
         """Persist what an event finished; other events are ignored."""

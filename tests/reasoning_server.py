@@ -1,10 +1,16 @@
-"""A small OpenAI-compatible server that streams scripted reasoning rounds, run as its own process.
+"""A small OpenAI-compatible server that streams scripted rounds, run as its own process.
 
 Like llama-server and vLLM, it streams a reasoning model's thinking in a separate delta field
 (`reasoning_content`, or `reasoning` as newer vLLM names it) and the answer in `content`; it
 serves /v1/models, /props (llama-server's, with the chat template) when given a template, and
 /v1/completions for text continuations. Every request body is appended to a JSON-lines log so
 a test can check what mstui sent. Start it with `ReasoningServer(script, tmp_path)`.
+
+A scripted round can also misbehave, one fault per `fault` key: "cut" (the connection closes
+after the content, with no finish reason and no [DONE]), "html" (a 200 text/html page instead of
+an event stream), "sse_error" (an `event: error` with `{"code": 400, …}` after the content),
+"stall" (the content, then nothing for minutes), and `status` answers every request with that
+HTTP status.
 """
 
 from __future__ import annotations
@@ -64,6 +70,19 @@ class _Handler(BaseHTTPRequestHandler):
             n = self.server.counts.get(key, 0)
             self.server.counts[key] = n + 1
             play = plays[min(n, len(plays) - 1)]
+        if play.get("status"):
+            self._json(int(play["status"]), {"error": {"message": "scripted refusal",
+                                                        "code": int(play["status"])}})
+            return
+        fault = play.get("fault")
+        if fault == "html":
+            page = b"<html><body><h1>Welcome to nginx!</h1></body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+            return
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
@@ -92,6 +111,18 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 send({"index": 0, "text": piece, "finish_reason": None, "logprobs": None})
             sent += 1
+        if fault == "cut":
+            self.close_connection = True
+            return
+        if fault == "sse_error":
+            error = {"code": 400, "message": "the model crashed mid-stream", "type": "server"}
+            self.wfile.write(f"event: error\ndata: {json.dumps(error)}\n\n".encode())
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        if fault == "stall":
+            time.sleep(600)
+            return
         last = {"index": 0, "finish_reason": play.get("finish", "stop")}
         last.update({"delta": {}} if chat else {"text": ""})
         send(last)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import signal
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +74,19 @@ def add_scope_filters(p: Any) -> None:
     p.add_argument("--model", metavar="NAME", help="only scopes of this model (file name)")
     p.add_argument("--problem-set", metavar="NAME", help="only scopes of this problem set")
     p.add_argument("--strategy", metavar="S", help="only scopes of this refinement strategy")
+
+
+def install_sigint(cancel: threading.Event, doing: str) -> Any:
+    """First Ctrl-C sets `cancel` (the round in flight stops at its next token, or its HTTP
+    stream is closed, and is stored as cancelled); a second one aborts at once. Returns the
+    previous handler, to restore; None off the main thread (signals go to the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum: int, frame: Any) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        print(f"\nmstui: {doing} (Ctrl-C again to abort)", file=sys.stderr)
+
+    return signal.signal(signal.SIGINT, handler)

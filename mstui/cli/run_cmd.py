@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import threading
 from collections.abc import Sequence
 from typing import TextIO
 
+from mstui.cli.common import install_sigint
 from mstui.cli.parser import config_from_args
 from mstui.config import RunConfig
 from mstui.core.loop import (
@@ -21,7 +23,7 @@ from mstui.core.loop import (
 )
 from mstui.core.types import Decision, RoundRecord
 from mstui.engine.factory import model_label, open_backend
-from mstui.runner import build_run, needs_fit
+from mstui.runner import Run, build_run, needs_fit
 from mstui.session import RunRecorder, find_fit
 from mstui.store import Store, default_db_path
 
@@ -91,6 +93,25 @@ def cmd_run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                                problem_set="adhoc", fit_id=found.id if found else None,
                                policy=run.policy.spec)
     cancel = threading.Event()
+    previous = install_sigint(cancel, "cancelling the round in flight")
+    try:
+        failed = _stream(args, question, config, run, recorder, store, cancel, out)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    if failed is not None and failed.finish_reason == "error":
+        raise ValueError(failed.error or "the round failed")
+    if failed is not None:  # cancelled
+        where = f"; stored as run {recorder.run_id}" if recorder is not None else ""
+        print(f"mstui: round {failed.index} cancelled{where}", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _stream(args: argparse.Namespace, question: str, config: RunConfig, run: Run,
+            recorder: RunRecorder | None, store: Store | None, cancel: threading.Event,
+            out: TextIO) -> RoundRecord | None:
+    """Run and print the loop's events; the round that failed or was cancelled, if one was."""
     pending: RoundRecord | None = None
     failed = None
     for event in run_refinement(question, backend=run.backend, prompter=run.prompter,
@@ -123,9 +144,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                      if event.final_correct is not None else "")
                   + (f" · stored as run {recorder.run_id} in {store.path}" if recorder and store
                      else ""), file=out)
-    if failed is not None and failed.finish_reason == "error":
-        raise ValueError(failed.error or "the round failed")
-    return 0
+    return failed
 
 
 def degrade_notes(backend: object, config: RunConfig,

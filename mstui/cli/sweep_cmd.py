@@ -86,6 +86,7 @@ class SweepResult:
     completed: int = 0  # runs that ended this time (not cancelled)
     cancelled: bool = False
     errors: list[str] = field(default_factory=list)
+    claimed_elsewhere: int = 0  # problems another live sweep on the same file was running
 
 
 def problem_set_name(spec: str) -> str:
@@ -172,13 +173,22 @@ class _Sweep:
                               thinking_budget=self.config.thinking_budget)
 
     def _start(self, problem: Problem) -> Any:
-        from mstui.session import RunRecorder
+        """The problem's recorder, or None when another sweep on this file has it (claimed)."""
+        from mstui.session import AlreadyClaimed, RunRecorder
 
-        recorder = RunRecorder(self.store, self.config, self.run.backend,
-                               question=problem.question, gold=problem.answer,
-                               problem_set=self.result.problem_set, problem_id=problem.id,
-                               level=problem.level, fit_id=self.fit_id,
-                               policy=self.run.policy.spec, sweep=self.result.sweep_id)
+        try:
+            recorder = RunRecorder(self.store, self.config, self.run.backend,
+                                   question=problem.question, gold=problem.answer,
+                                   problem_set=self.result.problem_set, problem_id=problem.id,
+                                   level=problem.level, fit_id=self.fit_id,
+                                   policy=self.run.policy.spec, sweep=self.result.sweep_id,
+                                   claim=True)
+        except AlreadyClaimed:
+            self.result.claimed_elsewhere += 1
+            self.progress.total -= 1  # not ours to run: the bar still ends at 100%
+            if self.on_progress:
+                self.on_progress(self.progress)
+            return None
         self.result.run_ids.append(recorder.run_id)
         return recorder
 
@@ -214,6 +224,8 @@ class _Sweep:
                 self.result.cancelled = True
                 return
             recorder = self._start(problem)
+            if recorder is None:
+                continue
             finished = None
             try:
                 for event in self._events(problem):
@@ -243,11 +255,14 @@ class _Sweep:
                 events.put((problem.id, _DONE))
 
         def launch(pool: ThreadPoolExecutor) -> None:
-            problem = next(pending, None)
-            if problem is None or self.cancel.is_set():
-                return
-            in_flight[problem.id] = (problem, self._start(problem), None)
-            pool.submit(work, problem)
+            for problem in pending:
+                if self.cancel.is_set():
+                    return
+                recorder = self._start(problem)
+                if recorder is not None:
+                    in_flight[problem.id] = (problem, recorder, None)
+                    pool.submit(work, problem)
+                    return
 
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="sweep") as pool:
             try:
@@ -278,6 +293,7 @@ class _Sweep:
 def cmd_sweep(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Load the set and the model, sweep with a progress bar; exit 130 when stopped by Ctrl-C."""
     out = out or sys.stdout
+    from mstui.cli.common import install_sigint
     from mstui.cli.parser import config_from_args
     from mstui.cli.run_cmd import open_store
     from mstui.core.problems import load_problem_set
@@ -300,7 +316,7 @@ def cmd_sweep(args: argparse.Namespace, out: TextIO | None = None) -> int:
         raise ValueError(f"problem set {args.problem_set!r} is empty; nothing to sweep")
     store = open_store(args.db)
     cancel = threading.Event()
-    previous = _install_sigint(cancel)
+    previous = install_sigint(cancel, "stopping after cancelling the run in flight")
     try:
         result = _sweep_with_bar(config, problems, store, name, cancel, err, args.concurrency)
     finally:
@@ -310,31 +326,24 @@ def cmd_sweep(args: argparse.Namespace, out: TextIO | None = None) -> int:
     ran = result.completed
     acc = (f"{result.correct}/{result.scored} correct" if result.scored
            else "nothing left to run" if ran == 0 else "no gold answers")
+    elsewhere = (f" · {result.claimed_elsewhere} run by another sweep on this file"
+                 if result.claimed_elsewhere else "")
     print(f"sweep {result.sweep_id}: {name} · {ran} run(s) this time, {result.skipped} already "
-          f"done earlier · {acc} · {result.completion_tokens} tokens generated · stored in "
-          f"{store.path}", file=out)
+          f"done earlier{elsewhere} · {acc} · {result.completion_tokens} tokens generated · "
+          f"stored in {store.path}", file=out)
     for e in result.errors[:5]:
         print(f"mstui: warning: run failed: {e}", file=err)
     if result.cancelled:
         print("mstui: sweep stopped; the run in flight was stored as cancelled. Run the same "
               "command again to resume.", file=err)
         return 130
+    if result.errors:
+        failed = len(result.errors)
+        print(f"mstui: error: {failed} run(s) failed, {max(ran - failed, 0)} finished, "
+              f"{result.skipped} skipped as done earlier; run the same command again to retry "
+              "the failed ones", file=err)
+        return 1
     return 0
-
-
-def _install_sigint(cancel: threading.Event) -> Any:
-    """First Ctrl-C cancels the run in flight (it is stored); a second one aborts at once."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-
-    def handler(signum: int, frame: Any) -> None:
-        if cancel.is_set():
-            raise KeyboardInterrupt
-        cancel.set()
-        print("\nmstui: stopping after cancelling the run in flight (Ctrl-C again to abort)",
-              file=sys.stderr)
-
-    return signal.signal(signal.SIGINT, handler)
 
 
 def _sweep_with_bar(config: RunConfig, problems: Sequence[Problem], store: Store, name: str,
@@ -364,7 +373,8 @@ def _sweep_with_bar(config: RunConfig, problems: Sequence[Problem], store: Store
 
     def step(p: SweepProgress) -> None:
         acc = f"{p.accuracy:.0%}" if p.accuracy is not None else "—"
-        bar.update(task, completed=p.done, acc=acc, tps=f"{p.tokens_per_second:.0f}")
+        bar.update(task, total=p.total, completed=p.done, acc=acc,
+                   tps=f"{p.tokens_per_second:.0f}")
 
     with bar:
         return run_sweep(config, problems, store, problem_set=name, cancel=cancel,

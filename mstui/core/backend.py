@@ -85,6 +85,12 @@ class PromptTooLong(ValueError):
     """The prompt does not fit in the model's context window."""
 
 
+class BackendError(RuntimeError):
+    """A generation that did not arrive as a well-formed, finished completion (a refused request,
+    a stream cut off, an error event, a page that is not a stream). The message is one line for
+    the user; the loop stores the round as failed with the text that did arrive."""
+
+
 class Backend(Protocol):
     """Streams a completion for a text prompt. Used from one thread at a time."""
 

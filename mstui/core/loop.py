@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from mstui.core.answers import answers_match, extract_answer, span_logprob
 from mstui.core.backend import (
     Backend,
+    BackendError,
     ChatMessage,
     GenSettings,
     GenStats,
@@ -126,11 +127,14 @@ def score_round(
 
     A round that ends inside its thinking (cut by the token budget, cancelled, or a server that
     never sent a final part) is `truncated`: it has no answer, whatever drafts the thinking holds.
+    A round that did not arrive as a finished completion (cancelled, or failed) keeps its text but
+    is not scored: no answer, correctness unknown.
     """
     response = "".join(p.text for p in pieces)
     split = split_reasoning(response, tags, starts_in_thinking=prompt_opens_thinking(prompt, tags))
     truncated = not split.closed
-    if truncated:
+    unfinished = stats.finish_reason in ("cancelled", "error")
+    if truncated or unfinished:
         ext = extract_answer("")
     else:
         found = extract_answer(response[split.final_start:])
@@ -140,7 +144,7 @@ def score_round(
     logprob = None
     if ext.answer is not None and any(p.logprob is not None for p in pieces):
         logprob = span_logprob([(p.text, p.logprob) for p in pieces], ext.start, ext.end)
-    correct = None if gold is None else answers_match(ext.answer, gold)
+    correct = None if gold is None or unfinished else answers_match(ext.answer, gold)
     thinking_tokens = _pieces_before(pieces, split.thinking_end) if split.has_thinking else 0
     return RoundRecord(
         index=index,
@@ -226,6 +230,8 @@ def run_refinement(
                     stats = item
         except PromptTooLong as exc:
             stats = _failed(0, str(exc))
+        except BackendError as exc:
+            stats = _failed(sum(not p.synthetic for p in pieces), str(exc))
         except Exception as exc:  # a backend failure ends the run, it must not kill the caller
             stats = _failed(len(pieces), f"{type(exc).__name__}: {exc}")
         if stats is None:

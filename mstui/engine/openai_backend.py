@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from mstui.core.backend import BackendInfo, ChatMessage, GenSettings, GenStats, Piece
+from mstui.core.backend import (
+    BackendError,
+    BackendInfo,
+    ChatMessage,
+    GenSettings,
+    GenStats,
+    Piece,
+)
 from mstui.engine.errors import ModelError
 
 CHARS_PER_TOKEN = 4  # only for servers that report no usage; such counts are flagged as local
@@ -130,27 +139,45 @@ class OpenAIBackend:
         cancel: threading.Event,
         messages: Sequence[ChatMessage] | None = None,
     ) -> Iterator[Piece | GenStats]:
-        """Stream one round from the server; see Backend.stream."""
+        """Stream one round from the server; see Backend.stream.
+
+        Only a well-formed, finished completion ends normally: a refused request, a page that is
+        not an event stream, an error event, or a stream that closes before a finish reason
+        raises BackendError (the loop stores the round as failed with what did arrive). Cancel
+        closes the connection within ~50 ms, even while the server sends nothing.
+        """
         started = time.perf_counter()
-        try:
-            response = self._request(prompt, settings, messages)
-        except self._openai.APIStatusError as exc:
-            raise RuntimeError(f"the server refused the request: HTTP {exc.status_code} "
-                               f"{_message(exc)}") from None
+        response = self._open(prompt, settings, messages, cancel)
+        if response is None:  # cancelled before the server answered
+            now = time.perf_counter()
+            yield GenStats(len(prompt) // CHARS_PER_TOKEN, 0, 0, "cancelled", now - started, 0.0,
+                           counted_locally=True)
+            return
+        kind = response.response.headers.get("content-type", "")
+        if "text/event-stream" not in kind:
+            response.close()
+            raise BackendError(f"the server answered {kind or 'without a content type'} instead "
+                               "of an event stream; check --base-url (it usually ends in /v1)")
+        done = threading.Event()
+        threading.Thread(target=_close_on_cancel, args=(response, cancel, done),
+                         name="mstui-cancel", daemon=True).start()
         first: float | None = None
         pieces = 0
-        finish = "stop"
+        finish: str | None = None
         usage = None
         try:
             for chunk in response:
                 if cancel.is_set():
-                    finish = "cancelled"
                     break
                 if getattr(chunk, "usage", None) is not None:
                     usage = chunk.usage
-                if not chunk.choices:
+                choices = getattr(chunk, "choices", None)
+                if not choices:
+                    fault = _error_payload(chunk)
+                    if fault:
+                        raise BackendError(f"the server sent an error mid-stream: {fault}")
                     continue
-                choice = chunk.choices[0]
+                choice = choices[0]
                 if messages is not None:
                     thought = _reasoning_text(choice.delta)
                     if thought:
@@ -168,8 +195,21 @@ class OpenAIBackend:
                     yield Piece(text, logprob)
                 if choice.finish_reason:
                     finish = "length" if choice.finish_reason == "length" else "stop"
+        except BackendError:
+            if not cancel.is_set():
+                raise
+        except Exception as exc:  # the connection broke, or was closed by a cancel
+            if not cancel.is_set():
+                raise BackendError(f"the stream broke after {pieces} piece(s): "
+                                   f"{_one_line(exc)}") from None
         finally:
+            done.set()
             response.close()  # closing the HTTP stream is what cancels the server's work
+        if cancel.is_set():
+            finish = "cancelled"
+        elif finish is None:
+            raise BackendError(f"the server closed the stream after {pieces} piece(s) without "
+                               "finishing the completion (no finish reason)")
         ended = time.perf_counter()
         first = first if first is not None else ended
         self.usage_reported = usage is not None
@@ -183,6 +223,73 @@ class OpenAIBackend:
                        cached_tokens=counts[2], finish_reason=finish,  # type: ignore[arg-type]
                        prompt_seconds=first - started, gen_seconds=ended - first,
                        counted_locally=counts[3])
+
+    def _open(self, prompt: str, settings: GenSettings, messages: Sequence[ChatMessage] | None,
+              cancel: threading.Event) -> Any:
+        """Send the request on a helper thread so a cancel is heard while the server has not
+        answered yet; None when cancelled first (the late response is closed when it comes)."""
+        box: dict[str, Any] = {}
+
+        def call() -> None:
+            try:
+                box["response"] = self._request(prompt, settings, messages)
+            except BaseException as exc:
+                box["error"] = exc
+            if box.get("abandoned") and "response" in box:
+                box["response"].close()
+
+        thread = threading.Thread(target=call, name="mstui-request", daemon=True)
+        thread.start()
+        while thread.is_alive():
+            thread.join(0.05)
+            if cancel.is_set() and thread.is_alive():
+                box["abandoned"] = True
+                return None
+        error = box.get("error")
+        if isinstance(error, self._openai.APIStatusError):
+            raise BackendError(f"the server refused the request: HTTP {error.status_code} "
+                               f"{_message(error)}")
+        if isinstance(error, self._openai.APIConnectionError):
+            cause = _one_line(error.__cause__ or error)
+            raise BackendError(f"cannot reach {self.base_url} ({cause}); is the server running?")
+        if error is not None:
+            raise error
+        return box["response"]
+
+
+def _close_on_cancel(response: Any, cancel: threading.Event, done: threading.Event) -> None:
+    """End the HTTP stream as soon as `cancel` is set, even while a read waits on a silent
+    server: closing a socket from another thread does not wake a blocked recv() on Linux, but
+    shutting it down does (the reader sees the end of the stream and closes the response)."""
+    while not done.wait(0.05):
+        if cancel.is_set():
+            raw = getattr(response, "response", None)
+            stream = getattr(raw, "extensions", {}).get("network_stream")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            if sock is None:
+                response.close()
+                return
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            return
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _error_payload(chunk: Any) -> str:
+    """The message of an error object streamed in place of a chunk (`event: error` with
+    `{"code": 400, "message": …}` or `{"error": {…}}`); "" for an ordinary chunk."""
+    extra = getattr(chunk, "model_extra", None) or {}
+    inner = extra.get("error", extra)
+    if isinstance(inner, str):
+        return inner
+    if isinstance(inner, dict) and ("message" in inner or "code" in inner):
+        code = inner.get("code")
+        return " ".join(str(x) for x in (code, inner.get("message")) if x is not None)
+    return ""
 
 
 def _message(exc: Any) -> str:

@@ -109,8 +109,16 @@ class Store(StoreBase):
         fit_id: int | None = None,
         settings: Mapping[str, Any] | None = None,
         sweep: str | None = None,
-    ) -> int:
-        """Insert a 'running' run row, committed at once, and return its id."""
+        claim: bool = False,
+    ) -> int | None:
+        """Insert a 'running' run row, committed at once, and return its id.
+
+        With `claim`, the row is a claim on its problem in this configuration (problem set,
+        problem, model, strategy, policy, cap): None is returned, and nothing written, when such
+        a run has finished already or is running in a live process (another sweep on the same
+        file, say). A running run whose writer died is marked interrupted and taken over. The
+        check and the insert are one IMMEDIATE transaction, so two sweeps never both claim.
+        """
         row = {
             "uuid": uuid.uuid4().hex,
             "started_at": records.now(),
@@ -133,6 +141,8 @@ class Store(StoreBase):
             "writer_token": self._token,
         }
         with self._write() as db:
+            if claim and not self._claimable(db, row):
+                return None
             if level is None and problem_id is not None:
                 # The level lives with the problem; copy it so scopes can split by difficulty.
                 found = db.execute(
@@ -147,6 +157,25 @@ class Store(StoreBase):
             run_id = int(cur.lastrowid or 0)
         self._open_runs.add(run_id)
         return run_id
+
+    def _claimable(self, db: Any, row: Mapping[str, Any]) -> bool:
+        """Inside the claiming transaction: no finished or live running run holds the problem."""
+        from mstui.store import liveness
+
+        rows = db.execute(
+            "SELECT id, status, writer_host, writer_pid, writer_token FROM runs "
+            "WHERE problem_set IS ? AND problem_id IS ? AND model IS ? AND strategy IS ? "
+            "AND policy IS ? AND max_rounds IS ? AND status IN ('finished', 'running')",
+            [row["problem_set"], row["problem_id"], row["model"], row["strategy"],
+             row["policy"], row["max_rounds"]]).fetchall()
+        for run_id, status, host, pid, token in rows:
+            if status == "finished" or run_id in self._open_runs:
+                return False
+            if liveness.writer_alive(host, pid, token):
+                return False
+            self._finalize(run_id, "interrupted", "its writer died; the problem was taken over",
+                           only_if_running=True)
+        return True
 
     def add_round(self, run_id: int, record: RoundRecord, decision: Decision | None = None) -> None:
         """Store a finished round and the decision after it in one transaction, committed now."""
@@ -327,15 +356,23 @@ class Store(StoreBase):
         sql = (
             "SELECT coalesce(runs.problem_id, runs.question), runs.id, r.idx, r.correct, "
             "r.obs_found, r.obs_changed, r.obs_agreement, r.obs_logprob, runs.level, "
-            "r.obs_truncated, r.obs_thinking_tokens "
-            f"FROM runs JOIN rounds r ON r.run_id = runs.id WHERE {where} "
+            "r.obs_truncated, r.obs_thinking_tokens, runs.policy, runs.max_rounds, "
+            f"runs.settings FROM runs JOIN rounds r ON r.run_id = runs.id WHERE {where} "
             f"AND r.correct IS NOT NULL AND r.finish_reason NOT IN {UNSCORED} "
             "ORDER BY runs.id, r.idx"
         )
+        # A question run twice in the same configuration (two sweeps racing on one file before
+        # claims existed, an import of the same runs) would count its transitions twice: the
+        # first run of each (question, policy, cap, settings) counts, later copies are skipped.
+        # Runs with other settings (another seed, say) are real repeats and all count.
+        seen: dict[tuple[Any, ...], int] = {}
         with self.reader() as db:
             cur = db.execute(sql, params)
             while batch := cur.fetchmany(2000):
-                for p, run, idx, ok, found, ch, agr, lp, lvl, trunc, think in batch:
+                for (p, run, idx, ok, found, ch, agr, lp, lvl, trunc, think, pol, cap,
+                     settings) in batch:
+                    if seen.setdefault((p, pol, cap, settings), run) != run:
+                        continue
                     yield LabelledRound(
                         p,
                         run,

@@ -46,10 +46,6 @@ def find_fit(store: Store, model: str, strategy: str, problem_set: str | None) -
     )
 
 
-class AlreadyClaimed(Exception):
-    """A sweep's problem is finished, or being run by a live process, in this configuration."""
-
-
 class RunRecorder:
     """Writes one run as it happens: the run row at start, each round and decision as they end.
 
@@ -70,14 +66,12 @@ class RunRecorder:
                                                       "offload": info.offload_text,
                                                       "profile": config.applied_profile,
                                                       "thinking_budget": config.thinking_budget}
-        run_id = store.start_run(
+        # With `claim`, AlreadyClaimed (from the store) means another process has the problem.
+        self.run_id = store.start_run(
             question=question, gold=gold, max_rounds=config.max_rounds, model=info.model,
             backend=info.backend, problem_set=problem_set, problem_id=problem_id, level=level,
             strategy=config.strategy, policy=policy or config.policy_spec, fit_id=fit_id,
             settings=settings, sweep=sweep, claim=claim)
-        if run_id is None:
-            raise AlreadyClaimed(f"{problem_set}/{problem_id} is finished or running elsewhere")
-        self.run_id: int = run_id
 
     def handle(self, event: Event) -> None:
         """Persist what an event finished; other events are ignored."""

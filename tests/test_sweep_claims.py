@@ -9,7 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mstui.store import Store
+import pytest
+
+from mstui.store import AlreadyClaimed, Store
 from tests.test_cli_run import mstui
 
 
@@ -41,18 +43,17 @@ def test_a_dead_sweeps_claim_is_taken_over(tiny_gguf: Path, tmp_path: Path) -> N
         store.upsert_problems([], problem_set="gen")
         rid = store.start_run(question="q", max_rounds=2, problem_set="gen", problem_id="x",
                               model="m", strategy="reanswer", policy="fixed:1", claim=True)
-        assert rid is not None
         # The same process holds it: a second claim is refused.
-        assert store.start_run(question="q", max_rounds=2, problem_set="gen", problem_id="x",
-                               model="m", strategy="reanswer", policy="fixed:1",
-                               claim=True) is None
+        with pytest.raises(AlreadyClaimed):
+            store.start_run(question="q", max_rounds=2, problem_set="gen", problem_id="x",
+                            model="m", strategy="reanswer", policy="fixed:1", claim=True)
         # Pretend its writer died (a pid that no longer exists).
         store.db.execute("UPDATE runs SET writer_pid = 2147480000 WHERE id = ?", [rid])
         store.db.conn.commit()
         store._open_runs.discard(rid)
         again = store.start_run(question="q", max_rounds=2, problem_set="gen", problem_id="x",
                                 model="m", strategy="reanswer", policy="fixed:1", claim=True)
-        assert again is not None and again != rid
+        assert again != rid
         assert store.get_run(rid)["status"] == "interrupted"
 
 

@@ -174,7 +174,8 @@ class _Sweep:
 
     def _start(self, problem: Problem) -> Any:
         """The problem's recorder, or None when another sweep on this file has it (claimed)."""
-        from mstui.session import AlreadyClaimed, RunRecorder
+        from mstui.session import RunRecorder
+        from mstui.store import AlreadyClaimed
 
         try:
             recorder = RunRecorder(self.store, self.config, self.run.backend,

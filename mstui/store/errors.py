@@ -12,6 +12,10 @@ class StoreError(Exception):
     """A trace-store problem, with a one-line message that says what to do about it."""
 
 
+class AlreadyClaimed(StoreError):
+    """A problem is finished, or being run by a live process, in this configuration."""
+
+
 def not_a_database(path: Path | str) -> StoreError:
     """The message for a file SQLite cannot read as a database."""
     return StoreError(

@@ -14,7 +14,7 @@ from mstui.core.types import Action, Decision, RoundRecord
 from mstui.store import fits as fitrows
 from mstui.store import records
 from mstui.store.base import StoreBase
-from mstui.store.errors import StoreError
+from mstui.store.errors import AlreadyClaimed, StoreError
 from mstui.store.query import (
     RUN_SELECT,
     RUN_STATUSES,
@@ -110,14 +110,15 @@ class Store(StoreBase):
         settings: Mapping[str, Any] | None = None,
         sweep: str | None = None,
         claim: bool = False,
-    ) -> int | None:
+    ) -> int:
         """Insert a 'running' run row, committed at once, and return its id.
 
         With `claim`, the row is a claim on its problem in this configuration (problem set,
-        problem, model, strategy, policy, cap): None is returned, and nothing written, when such
-        a run has finished already or is running in a live process (another sweep on the same
-        file, say). A running run whose writer died is marked interrupted and taken over. The
-        check and the insert are one IMMEDIATE transaction, so two sweeps never both claim.
+        problem, model, strategy, policy, cap): AlreadyClaimed is raised, and nothing written,
+        when such a run has finished already or is running in a live process (another sweep on
+        the same file, say). A running run whose writer died is marked interrupted and taken
+        over. The check and the insert are one IMMEDIATE transaction, so two sweeps never both
+        claim.
         """
         row = {
             "uuid": uuid.uuid4().hex,
@@ -142,7 +143,8 @@ class Store(StoreBase):
         }
         with self._write() as db:
             if claim and not self._claimable(db, row):
-                return None
+                raise AlreadyClaimed(f"{problem_set}/{problem_id} is finished or being run by "
+                                     "another process in this configuration")
             if level is None and problem_id is not None:
                 # The level lives with the problem; copy it so scopes can split by difficulty.
                 found = db.execute(

@@ -77,8 +77,8 @@ class RunConfig:
         """Raise ValueError with a one-line message for settings that cannot work."""
         from mstui.core.prompts import FORMATS, check_strategy
 
-        if self.max_rounds < 1:
-            raise ValueError(f"--max-rounds must be at least 1 (got {self.max_rounds})")
+        if not 1 <= self.max_rounds <= 1000:
+            raise ValueError(f"--max-rounds must be between 1 and 1000 (got {self.max_rounds})")
         check_strategy(self.strategy)
         if self.backend not in ("llama", "openai"):
             raise ValueError(f"unknown backend {self.backend!r}; choose llama or openai")
@@ -91,8 +91,9 @@ class RunConfig:
             raise ValueError(f"--max-tokens must be at least 1 (got {self.gen.max_tokens})")
         if not 0.0 <= self.gen.temperature <= 5.0:
             raise ValueError(f"--temperature must be between 0 and 5 (got {self.gen.temperature})")
-        if self.price < 0:
-            raise ValueError(f"--price must be 0 or more (got {self.price})")
+        if not 0.0 <= self.price <= 1.0:  # also refuses NaN
+            raise ValueError(f"--price must be between 0 and 1 accuracy per token "
+                             f"(got {self.price})")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"--threads must be at least 1 (got {self.threads})")
         if self.ctx is not None and self.ctx < 16:

@@ -61,6 +61,14 @@ def build_run(config: RunConfig, *, gold: str | None = None, backend: Backend | 
     return Run(config, backend, prompter, policy, profile)
 
 
+def check_first_prompt(run: Run, question: str) -> None:
+    """Refuse, before a run is stored, a question whose first prompt cannot fit the context
+    (PromptTooLong, one line); backends that cannot count tokens locally are not checked."""
+    check = getattr(run.backend, "check_prompt", None)
+    if check is not None:
+        check(run.prompter.prompt(question, []))
+
+
 def check_reasoning(config: RunConfig, backend: Backend, profile: ModelProfile) -> None:
     """One-line errors for reasoning settings that cannot work with this model and backend."""
     budget = config.thinking_budget

@@ -90,3 +90,15 @@ def install_sigint(cancel: threading.Event, doing: str) -> Any:
         print(f"\nmstui: {doing} (Ctrl-C again to abort)", file=sys.stderr)
 
     return signal.signal(signal.SIGINT, handler)
+
+
+def output_file(text: str, option: str) -> Path:
+    """A file a command will write (`--out`, `--plot`), checked before any work: not a folder,
+    in a folder that exists. A ValueError with one line otherwise."""
+    path = Path(text)
+    if path.is_dir():
+        raise ValueError(f"{option} {text} is a folder; give a file name inside it")
+    if not path.parent.is_dir():
+        raise ValueError(f"{option} {text}: the folder {path.parent} does not exist; create it "
+                         "first")
+    return path

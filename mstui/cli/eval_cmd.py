@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from mstui.cli.common import dumps, open_existing_store
+from mstui.cli.common import dumps, open_existing_store, output_file
 
 DEFAULT_POLICIES = "none,fixed,repeat,gate,markov,oracle"
 DEFAULT_KAPPAS = (0.0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3)
@@ -18,7 +18,7 @@ DEFAULT_KAPPAS = (0.0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3)
 def register(sub: Any) -> None:
     """Add `mstui eval` to the subcommands."""
     from mstui.cli.common import add_scope_filters
-    from mstui.cli.parser import add_db_option
+    from mstui.cli.parser import add_db_option, ranged
 
     p = sub.add_parser(
         "eval", help="replay every stopping policy over stored runs: accuracy vs tokens",
@@ -28,7 +28,7 @@ def register(sub: Any) -> None:
                     "(95%% interval) and mean tokens per question, beside the dataset bounds.")
     add_db_option(p)
     add_scope_filters(p)
-    p.add_argument("--max-rounds", type=int, metavar="N",
+    p.add_argument("--max-rounds", type=ranged(int, 1, 1000), metavar="N",
                    help="use the pool of runs capped at N rounds (default: the cap with the "
                         "most runs)")
     p.add_argument("--policies", default=DEFAULT_POLICIES, metavar="LIST",
@@ -38,15 +38,17 @@ def register(sub: Any) -> None:
     p.add_argument("--kappas", metavar="LIST",
                    help="prices κ for the markov sweep, comma-separated (default "
                         f"{','.join(f'{k:g}' for k in DEFAULT_KAPPAS)})")
-    p.add_argument("--test-fraction", type=float, default=0.5, metavar="F",
+    p.add_argument("--test-fraction", type=ranged(float, 0.0, 1.0, lo_open=True, hi_open=True),
+                   default=0.5, metavar="F",
                    help="share of questions held out for scoring (default 0.5)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the train/test split")
-    p.add_argument("--sensitivity", type=int, default=30, metavar="DRAWS",
+    p.add_argument("--seed", type=ranged(int, 0, 2**32 - 1),
+                   default=0, help="seed of the train/test split")
+    p.add_argument("--sensitivity", type=ranged(int, 0, 100_000), default=30, metavar="DRAWS",
                    help="draws of (a, b, p̂0) from the fitted posteriors for the accuracy and "
                         "token band of the gate and markov rows (0 = off; default 30)")
     p.add_argument("--no-obs-model", action="store_true",
                    help="markov uses the chain alone (predict-only belief)")
-    p.add_argument("--perturb", type=float, metavar="DELTA",
+    p.add_argument("--perturb", type=ranged(float, 0.0, 1.0, hi_open=True), metavar="DELTA",
                    help="also the band of accuracy and tokens of each gate/markov row when a, b "
                         "and p̂0 are each shifted by ±DELTA (min–max over the 2³ corners; "
                         "one-at-a-time shifts in --json)")
@@ -54,7 +56,7 @@ def register(sub: Any) -> None:
                    help="fit on growing random subsets of the training questions (10, 20, 40, "
                         "…, all) and report how often the held-out decisions differ from the "
                         "full fit's, and the size where that falls below 5%%")
-    p.add_argument("--curve-repeats", type=int, default=5, metavar="N",
+    p.add_argument("--curve-repeats", type=ranged(int, 1, 1000), default=5, metavar="N",
                    help="seeded random subsets per learning-curve size (default 5)")
     p.add_argument("--by-level", action="store_true",
                    help="also the table per difficulty level of the held-out questions")
@@ -180,6 +182,8 @@ def cmd_eval(args: argparse.Namespace, out: TextIO | None = None) -> int:
         raise ValueError("--max-rounds must be at least 2 for an evaluation pool")
     if args.plot and Path(args.plot).suffix.lower() not in (".svg", ".png"):
         raise ValueError("--plot writes .svg (or .png with matplotlib installed)")
+    if args.plot:
+        output_file(args.plot, "--plot")
     kappas = parse_kappas(args.kappas)
     extras = extras_from_args(args)
     reports: list[dict[str, Any]] = []

@@ -12,7 +12,7 @@ from mstui.cli.common import dumps, fmt_interval, open_existing_store
 def register(sub: Any) -> None:
     """Add `mstui fit` to the subcommands."""
     from mstui.cli.common import add_scope_filters
-    from mstui.cli.parser import add_db_option
+    from mstui.cli.parser import add_db_option, ranged
 
     p = sub.add_parser(
         "fit", help="fit the Markov chain of every scope from stored, labelled rounds",
@@ -25,7 +25,7 @@ def register(sub: Any) -> None:
     add_scope_filters(p)
     p.add_argument("--by-level", action="store_true",
                    help="also fit each difficulty level of a scope on its own")
-    p.add_argument("--min-transitions", type=int, default=10, metavar="N",
+    p.add_argument("--min-transitions", type=ranged(int, 0, 10**9), default=10, metavar="N",
                    help="scopes with fewer transitions are reported, not fitted (default 10)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.set_defaults(handler=cmd_fit)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import os
 import sys
 from collections.abc import Callable
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from mstui.config import PROFILE_SETTINGS, RunConfig
 from mstui.core.backend import GenSettings
@@ -20,6 +21,28 @@ POLICY_HELP = (
     "MarkovScale rule, needs a fit), gate (MarkovScale gating, needs a fit), oracle (stop at the "
     "first correct round, needs --gold)"
 )
+
+
+def ranged(kind: type[int] | type[float], lo: float, hi: float, *, lo_open: bool = False,
+           hi_open: bool = False) -> Callable[[str], Any]:
+    """An argparse type: a number of `kind` within [lo, hi] (ends open where asked). Every
+    numeric option uses one, so an out-of-range or non-finite value is one line, never an
+    OverflowError from SQLite or llama.cpp later."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            what = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not math.isfinite(value) or value < lo or value > hi or (lo_open and value == lo) \
+                or (hi_open and value == hi):
+            left, right = "(" if lo_open else "[", ")" if hi_open else "]"
+            ends = (f"{int(lo)}, {int(hi)}" if kind is int else f"{lo:g}, {hi:g}")
+            raise argparse.ArgumentTypeError(f"{text} is out of range {left}{ends}{right}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -44,12 +67,12 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                    help="the server's API root for --backend openai, e.g. http://127.0.0.1:8080/v1")
     g.add_argument("--api-key", metavar="KEY", default=None,
                    help="API key for --backend openai (default: $OPENAI_API_KEY, else none)")
-    g.add_argument("--ctx", type=int, metavar="N",
+    g.add_argument("--ctx", type=ranged(int, 16, 1 << 24), metavar="N",
                    help="context window in tokens (default: the profile's: the model's, at most "
                         "4096, or 16384 for a reasoning model)")
-    g.add_argument("--gpu-layers", type=int, default=-1, metavar="N",
+    g.add_argument("--gpu-layers", type=ranged(int, -1, 100_000), default=-1, metavar="N",
                    help="layers to offload to the GPU; -1 = all (default), 0 = CPU only")
-    g.add_argument("--threads", type=int, metavar="N",
+    g.add_argument("--threads", type=ranged(int, 1, 1024), metavar="N",
                    help="CPU threads for llama.cpp (default: every core; fewer helps when the "
                         "machine is busy with other work)")
 
@@ -77,33 +100,33 @@ def add_run_options(p: argparse.ArgumentParser, *, default_rounds: int = 4,
     g.add_argument("--profile", default="auto", metavar="NAME",
                    help="model profile: auto (default: detected from the chat template's think "
                         "tags, see `mstui models`), plain, deepseek-r1, qwq, qwen3, reasoning")
-    g.add_argument("--thinking-budget", type=int, metavar="N", default=None,
+    g.add_argument("--thinking-budget", type=ranged(int, 1, 10_000_000), metavar="N", default=None,
                    help="reasoning models: past N thinking tokens in a round, close the "
                         "thinking and ask for the final answer (s1 budget forcing; default off)")
     g.add_argument("--policy", default=policy_default, metavar="SPEC",
                    help=POLICY_HELP + (" (default: auto = markov when a fit exists for the "
                                        "model and strategy, else fixed)"
                                        if policy_default == "auto" else " (default: fixed)"))
-    g.add_argument("--price", type=float, default=0.0, metavar="KAPPA",
+    g.add_argument("--price", type=ranged(float, 0.0, 1.0), default=0.0, metavar="KAPPA",
                    help="markov policy: accuracy you would trade for one token (default 0: "
                         "continue whenever one more round is expected to help)")
-    g.add_argument("--max-rounds", type=int, default=default_rounds, metavar="N",
+    g.add_argument("--max-rounds", type=ranged(int, 1, 1000), default=default_rounds, metavar="N",
                    help="cap on total rounds, the first answer included "
                         f"(default {default_rounds})")
     s = p.add_argument_group("sampling")
-    s.add_argument("--max-tokens", type=int, default=None, metavar="N",
+    s.add_argument("--max-tokens", type=ranged(int, 1, 10_000_000), default=None, metavar="N",
                    help="tokens generated per round at most (default: the profile's, 256 or "
                         "4096 for a reasoning model)")
-    s.add_argument("--temperature", type=float, default=None, metavar="T",
+    s.add_argument("--temperature", type=ranged(float, 0.0, 5.0), default=None, metavar="T",
                    help="sampling temperature (default: the profile's, 0.7 or 0.6 for a "
                         "reasoning model; 0 = greedy)")
-    s.add_argument("--top-p", type=float, default=None, metavar="P",
+    s.add_argument("--top-p", type=ranged(float, 0.0, 1.0, lo_open=True), default=None, metavar="P",
                    help="nucleus sampling (default: the profile's, 0.95)")
-    s.add_argument("--top-k", type=int, default=None, metavar="K",
+    s.add_argument("--top-k", type=ranged(int, 0, 1_000_000), default=None, metavar="K",
                    help="top-k sampling, 0 = off (default: the profile's, 40; Qwen3 20)")
-    s.add_argument("--min-p", type=float, default=None, metavar="P",
+    s.add_argument("--min-p", type=ranged(float, 0.0, 1.0, hi_open=True), default=None, metavar="P",
                    help="min-p sampling (default: the profile's, 0.05; 0 for reasoning models)")
-    s.add_argument("--seed", type=int, default=0,
+    s.add_argument("--seed", type=ranged(int, 0, 2**32 - 1), default=0,
                    help="sampling seed (default 0); each round of each question samples with "
                         "its own seed derived from this one, the question and the round")
     s.add_argument("--logprobs", action="store_true",

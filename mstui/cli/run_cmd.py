@@ -23,7 +23,7 @@ from mstui.core.loop import (
 )
 from mstui.core.types import Decision, RoundRecord
 from mstui.engine.factory import model_label, open_backend
-from mstui.runner import Run, build_run, needs_fit
+from mstui.runner import Run, build_run, check_first_prompt, needs_fit
 from mstui.session import RunRecorder, find_fit
 from mstui.store import Store, default_db_path
 
@@ -87,6 +87,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         if found is not None:
             print(f"fit #{found.id} from {found.scope['problem_set']}: "
                   f"a={found.fit.a:.3f} b={found.fit.b:.3f} p0={found.fit.p0:.3f}", file=out)
+    check_first_prompt(run, question)  # too long for the context: say so, store nothing
     recorder = None
     if store is not None:
         recorder = RunRecorder(store, config, run.backend, question=question, gold=args.gold,

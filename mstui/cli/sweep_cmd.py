@@ -23,7 +23,7 @@ from mstui.store import Store
 
 def register(sub: Any) -> None:
     """Add `mstui sweep` to the subcommands."""
-    from mstui.cli.parser import add_run_options
+    from mstui.cli.parser import add_run_options, ranged
 
     p = sub.add_parser(
         "sweep", help="run a problem set headless with a progress bar (resumable)",
@@ -35,14 +35,14 @@ def register(sub: Any) -> None:
                    help="a built-in set (gen: levels 1–5 mixed; gen:L1 … gen:L5: one level) or a "
                         "JSONL file with question/answer (GSM8K '#### N' and MATH problem/answer "
                         "too)")
-    p.add_argument("--limit", type=int, metavar="N",
+    p.add_argument("--limit", type=ranged(int, 1, 10**9), metavar="N",
                    help="use the first N problems (built-in sets: the set size, default 50)")
-    p.add_argument("--problem-seed", type=int, default=0, metavar="S",
+    p.add_argument("--problem-seed", type=ranged(int, 0, 2**63 - 1), default=0, metavar="S",
                    help="seed of the built-in problem generator (default 0; --seed is the "
                         "sampling seed)")
     p.add_argument("--on-bad-line", choices=("stop", "skip"), default="stop",
                    help="a malformed JSONL line stops the sweep (default) or is skipped")
-    p.add_argument("--concurrency", type=int, default=1, metavar="N",
+    p.add_argument("--concurrency", type=ranged(int, 1, 256), default=1, metavar="N",
                    help="questions in flight at once; the in-process backend runs one at a time")
     add_run_options(p, default_rounds=6)
     p.set_defaults(handler=cmd_sweep)

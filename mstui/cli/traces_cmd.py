@@ -8,12 +8,12 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
-from mstui.cli.common import dumps, fmt_num, open_existing_store
+from mstui.cli.common import dumps, fmt_num, open_existing_store, output_file
 
 
 def register(sub: Any) -> None:
     """Add `mstui traces` and its subcommands."""
-    from mstui.cli.parser import OneLineParser, add_db_option
+    from mstui.cli.parser import OneLineParser, add_db_option, ranged
 
     traces = sub.add_parser("traces", help="list, show, search, export and import stored runs",
                             description="Browse the trace database on the command line.")
@@ -24,8 +24,10 @@ def register(sub: Any) -> None:
                          description="Stored runs, newest first, filtered and paged.")
     add_db_option(ls)
     _add_filters(ls)
-    ls.add_argument("--limit", type=int, default=20, metavar="N", help="runs shown (default 20)")
-    ls.add_argument("--offset", type=int, default=0, metavar="N", help="runs skipped first")
+    ls.add_argument("--limit", type=ranged(int, 1, 10**9),
+                    default=20, metavar="N", help="runs shown (default 20)")
+    ls.add_argument("--offset", type=ranged(int, 0, 10**12),
+                    default=0, metavar="N", help="runs skipped first")
     ls.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
     ls.set_defaults(handler=cmd_list)
 
@@ -33,7 +35,8 @@ def register(sub: Any) -> None:
                            description="One run: each round's answer, ✓/✗, tokens, and the "
                                        "decision after it with its rule, reason and numbers.")
     add_db_option(show)
-    show.add_argument("run", type=int, metavar="RUN", help="run id (see `mstui traces list`)")
+    show.add_argument("run", type=ranged(int, 1, 2**63 - 1),
+                      metavar="RUN", help="run id (see `mstui traces list`)")
     show.add_argument("--no-responses", action="store_true",
                       help="leave out the full response text of each round")
     show.add_argument("--json", action="store_true", help="print the run as one JSON object")
@@ -44,7 +47,8 @@ def register(sub: Any) -> None:
                                          "newest first.")
     add_db_option(search)
     search.add_argument("text", metavar="TEXT", help="words to find")
-    search.add_argument("--limit", type=int, default=20, metavar="N", help="hits (default 20)")
+    search.add_argument("--limit", type=ranged(int, 1, 10**6),
+                        default=20, metavar="N", help="hits (default 20)")
     search.add_argument("--json", action="store_true", help="print a JSON array")
     search.set_defaults(handler=cmd_search)
 
@@ -245,9 +249,10 @@ def cmd_export(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from mstui.store import export_runs
 
     filters = filters_from(args)
+    target = output_file(args.out, "--out") if args.out else None
     with open_existing_store(args.db) as store:
-        if args.out:
-            with open(args.out, "w", encoding="utf-8", newline="") as f:
+        if target is not None:
+            with open(target, "w", encoding="utf-8", newline="") as f:
                 n = export_runs(store, args.format, f, **filters)
             unit = "runs" if args.format == "jsonl" else "rounds"
             print(f"exported {n} {unit} to {args.out}", file=sys.stderr)

@@ -101,13 +101,18 @@ class LlamaBackend:
             raise ModelError(f"llama.cpp could not load {self.gguf.path} ({exc}); check the file "
                              "or try a smaller model / fewer --gpu-layers") from None
         self.llm.verbose = False  # silence per-call prints ("prefix-match hit" etc.)
+        # llama.cpp pads a small context up (to 256), but llama-cpp-python sizes its token buffer
+        # by the context asked for: the smaller of the two is what a prompt may fill. Checking
+        # against llama.cpp's alone let a 150-token prompt into a 64-token buffer (a numpy
+        # broadcast error instead of "the prompt is too long").
+        self.context_length = min(self.llm.n_ctx(), len(self.llm.input_ids))
         self.logits_all = logits_all
         self._owner = threading.get_ident()
         gpu_layers = self._offloaded_layers(supported)
         self.info = BackendInfo(
             backend="llama.cpp",
             model=self.gguf.path.name,
-            context_length=self.llm.n_ctx(),
+            context_length=self.context_length,
             gpu_offload_supported=supported,
             gpu_layers=gpu_layers,
             total_layers=self.gguf.block_count + 1 if supported else self.gguf.block_count,
@@ -168,6 +173,14 @@ class LlamaBackend:
             tokens = tokens[1:]
         return tokens
 
+    def check_prompt(self, prompt: str) -> list[int]:
+        """The prompt's tokens; PromptTooLong (one line) when it leaves no room to generate."""
+        tokens = self.tokenize(prompt)
+        if len(tokens) >= self.context_length:
+            raise PromptTooLong(f"the prompt is {len(tokens)} tokens but the context window is "
+                                f"{self.context_length}; shorten the question or raise --ctx")
+        return tokens
+
     def cached_prefix(self, tokens: Sequence[int]) -> int:
         """Prompt tokens llama.cpp will reuse from its KV cache, by its own rule (0.3.x).
 
@@ -198,12 +211,8 @@ class LlamaBackend:
             raise RuntimeError("LlamaBackend used from a thread other than the one that loaded it")
         if settings.logprobs and not self.logits_all:
             raise ValueError("log-probabilities need the model loaded with logits_all=True")
-        tokens = self.tokenize(prompt)
-        n_ctx = self.llm.n_ctx()
-        room = n_ctx - len(tokens)
-        if room < 1:
-            raise PromptTooLong(f"the prompt is {len(tokens)} tokens but the context window is "
-                                f"{n_ctx}; shorten the question or raise --ctx")
+        tokens = self.check_prompt(prompt)
+        room = self.context_length - len(tokens)
         cached = self.cached_prefix(tokens)
         seen_lengths: set[int] = set()
 

@@ -62,7 +62,9 @@ class StoreBase:
         # Root ignores permission bits, so honour a read-only file ourselves: the user meant it.
         if p.exists() and not (p.stat().st_mode & 0o222):
             raise StoreError(f"{p} is read-only; make it writable (chmod u+w) or open it read-only")
-        p.parent.mkdir(parents=True, exist_ok=True)
+        if not p.parent.is_dir():
+            # A typo in --db must not leave a new folder tree behind.
+            raise StoreError(f"the folder {p.parent} does not exist; create it first or fix --db")
         return sqlite3.connect(str(p), timeout=self.busy_timeout, check_same_thread=False)
 
     def _setup(self) -> None:

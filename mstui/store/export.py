@@ -117,7 +117,9 @@ def import_jsonl(store: Store, path: str | Path) -> tuple[int, int]:
     """Re-import a JSONL export; returns (imported, skipped). A run already present (same uuid)
     is skipped, so importing a file twice, or into the database it came from, adds nothing.
     The whole file is checked first: a bad line raises (file:line) before anything is written."""
-    check_export_file(path)
+    with store._read() as db:
+        columns = {t: db[t].columns_dict for t in ("runs", "rounds", "decisions")}
+    check_export_file(path, columns)
     imported = skipped = 0
     with open(path, encoding="utf-8") as f:
         for line in f:
@@ -159,10 +161,49 @@ def _import_run(store: Store, obj: dict[str, Any]) -> bool:
     return True
 
 
-def check_export_file(path: str | Path) -> None:
+_NEEDED = {"runs": ("uuid", "question", "max_rounds"), "rounds": ("idx", "prompt", "response"),
+           "decisions": ("round", "action")}
+_JSON_COLUMNS = {"settings", "extra"}  # objects in an export, JSON text in the table
+
+
+def _type_error(obj: Any, table: str, types: dict[str, type]) -> str:
+    """What is wrong with one exported record for `table`, "" when nothing is: required fields
+    present, and every field of a column holding a value of that column's type."""
+    if not isinstance(obj, dict):
+        return f"a {table[:-1]} is not an object"
+    missing = [k for k in _NEEDED[table] if obj.get(k) is None]
+    if missing:
+        return f"a {table[:-1]} is missing {', '.join(missing)}"
+    for key, value in obj.items():
+        kind = types.get(key)
+        if kind is None or value is None or key in _JSON_COLUMNS:
+            continue
+        ok = (isinstance(value, int | float) and not isinstance(value, bool) if kind is float
+              else isinstance(value, int) if kind is int else isinstance(value, kind))
+        if not ok:
+            return (f"{table[:-1]} field {key!r} is {type(value).__name__} {str(value)[:20]!r}, "
+                    f"expected {kind.__name__}")
+    return ""
+
+
+def _check_types(obj: dict[str, Any], columns: dict[str, dict[str, type]]) -> str:
+    problem = _type_error(obj, "runs", columns["runs"])
+    for table in ("rounds", "decisions"):
+        items = obj.get(table, [])
+        if not isinstance(items, list):
+            return f"{table} is not a list"
+        for item in items:
+            problem = problem or _type_error(item, table, columns[table])
+    return problem
+
+
+def check_export_file(path: str | Path,
+                      columns: dict[str, dict[str, type]] | None = None) -> None:
     """Read a JSONL export once before importing: a bad line is reported (file:line) and
-    nothing is imported."""
-    needed = ("uuid", "question", "max_rounds")
+    nothing is imported. With the store's `columns` (table -> column -> Python type), every
+    run, round and decision is checked against them too, so a wrong type is a line here,
+    not an IntegrityError halfway through."""
+    needed = _NEEDED["runs"]
     with open(path, encoding="utf-8") as f:
         try:
             for lineno, line in enumerate(f, 1):
@@ -177,5 +218,9 @@ def check_export_file(path: str | Path) -> None:
                 if missing:
                     raise ValueError(f"{path}:{lineno}: not a run from `mstui traces export` "
                                      f"(missing {', '.join(missing)}); nothing imported")
+                if columns is not None:
+                    problem = _check_types(obj, columns)
+                    if problem:
+                        raise ValueError(f"{path}:{lineno}: {problem}; nothing imported")
         except UnicodeDecodeError:
             raise ValueError(f"{path}: not UTF-8 text; nothing imported") from None

@@ -239,6 +239,9 @@ class ModelWorker:
             obs_model=found.obs_model if found else None,
         )
         config = run.config  # with the model profile's defaults
+        from mstui.runner import check_first_prompt
+
+        check_first_prompt(run, req.question)  # one line, and no run stored, when it cannot fit
         recorder = self._recorder(config, req, found.id if found else None, run.policy.spec)
         label = "no fit"
         if found is not None:

@@ -42,6 +42,14 @@ def _prompter(t: RealTemplate, backend: LlamaBackend, strategy: str) -> Prompter
                     use_system=profile.use_system)
 
 
+def _play(t: RealTemplate, backend: LlamaBackend, strategy: str, *, rounds: int,
+          max_tokens: int) -> list[object]:
+    """Every event of a greedy run of `rounds` rounds with the template's profile."""
+    return list(run_refinement(QUESTION, backend=backend, prompter=_prompter(t, backend, strategy),
+                               policy=parse_policy(f"fixed:{rounds - 1}", None), max_rounds=rounds,
+                               settings=GenSettings(max_tokens=max_tokens, temperature=0.0)))
+
+
 def test_profile_from_the_real_template(model) -> None:  # type: ignore[no-untyped-def]
     t, backend = model
     profile = detect_profile(backend.chat_template, backend.info.model)
@@ -83,10 +91,7 @@ def test_generation_prompt_and_thinking(model) -> None:  # type: ignore[no-untyp
 
 def test_wait_continues_inside_the_thinking_and_reuses_the_cache(model) -> None:  # type: ignore[no-untyped-def]
     t, backend = model
-    prompter = _prompter(t, backend, "wait")
-    events = list(run_refinement(QUESTION, backend=backend, prompter=prompter,
-                                 policy=parse_policy("fixed:2", None), max_rounds=3,
-                                 settings=GenSettings(max_tokens=12, temperature=0.0)))
+    events = _play(t, backend, "wait", rounds=3, max_tokens=12)
     started = [e for e in events if isinstance(e, RoundStarted)]
     rounds = [e.record for e in events if isinstance(e, RoundFinished)]
     assert len(rounds) == 3
@@ -109,10 +114,7 @@ def test_wait_continues_inside_the_thinking_and_reuses_the_cache(model) -> None:
 
 def test_reanswer_rounds_share_the_prompt_prefix(model) -> None:  # type: ignore[no-untyped-def]
     t, backend = model
-    prompter = _prompter(t, backend, "reanswer")
-    events = list(run_refinement(QUESTION, backend=backend, prompter=prompter,
-                                 policy=parse_policy("fixed:1", None), max_rounds=2,
-                                 settings=GenSettings(max_tokens=4, temperature=0.0)))
+    events = _play(t, backend, "reanswer", rounds=2, max_tokens=4)
     rounds = [e.record for e in events if isinstance(e, RoundFinished)]
     assert rounds[1].cached_tokens >= 3  # at least BOS/the first turn's opening is reused
     assert rounds[1].cached_tokens < rounds[1].prompt_tokens

@@ -7,8 +7,9 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
-from mstui.core.answers import answers_match, extract_answer, span_logprob
+from mstui.core.answers import extract_answer, span_logprob
 from mstui.core.backend import Backend, GenSettings, GenStats, Piece, PromptTooLong
+from mstui.core.grading import Grade, grade_answer
 from mstui.core.prompts import Prompter
 from mstui.core.types import Decision, Observation, Policy, RoundRecord
 
@@ -97,7 +98,8 @@ def score_round(
     logprob = None
     if ext.answer is not None and any(p.logprob is not None for p in pieces):
         logprob = span_logprob([(p.text, p.logprob) for p in pieces], ext.start, ext.end)
-    correct = None if gold is None else answers_match(ext.answer, gold)
+    # The extracted text as written, not its normalized form: the grader normalizes once.
+    grade = Grade(None, "none") if gold is None else grade_answer(ext.text, gold)
     return RoundRecord(
         index=index,
         prompt=prompt,
@@ -105,7 +107,7 @@ def score_round(
         answer=ext.answer,
         answer_text=ext.text,
         extraction_rule=ext.rule,
-        correct=correct,
+        correct=grade.correct,
         prompt_tokens=stats.prompt_tokens,
         completion_tokens=stats.completion_tokens,
         cached_tokens=stats.cached_tokens,
@@ -114,6 +116,8 @@ def score_round(
         gen_seconds=stats.gen_seconds,
         observation=observe(ext.answer, [r.answer for r in earlier], logprob),
         error=stats.error,
+        judge=None if gold is None else grade.judge,
+        grade_error=grade.note or None,
     )
 
 

@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any
 
 from mstui.config import RunConfig
+from mstui.core.answers import normalize_answer
 from mstui.core.backend import Backend
 from mstui.core.belief import ObservationModel
 from mstui.core.fitting import ChainFit
@@ -59,6 +60,11 @@ class RunRecorder:
                  sweep: str | None = None) -> None:
         self.store = store
         info = backend.info
+        # `gold` is what rounds are graded against, as given; the run keeps it raw, beside its
+        # normalized form (shown, and used by the exact judge).
+        gold_raw = gold
+        if gold is not None:
+            gold = normalize_answer(gold) or gold
         store.upsert_model(info.model, backend=info.backend, architecture=info.details.get(
             "architecture"), quantization=info.details.get("quantization"))
         settings = dataclasses.asdict(config.gen) | {"prompt_format": config.prompt_format,
@@ -68,7 +74,7 @@ class RunRecorder:
             question=question, gold=gold, max_rounds=config.max_rounds, model=info.model,
             backend=info.backend, problem_set=problem_set, problem_id=problem_id, level=level,
             strategy=config.strategy, policy=policy or config.policy_spec, fit_id=fit_id,
-            settings=settings, sweep=sweep)
+            settings=settings, sweep=sweep, gold_raw=gold_raw)
 
     def handle(self, event: Event) -> None:
         """Persist what an event finished; other events are ignored."""

@@ -64,6 +64,10 @@ def cmd_run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     if not question:
         raise ValueError("--question is empty; give the question text")
     config = config_from_args(args)
+    if args.gold is not None:
+        from mstui.core.grading import default_grader
+
+        default_grader().warm()  # the grading process starts while the model loads
     store = None if args.no_store else open_store(args.db)
     found = None
     backend = None

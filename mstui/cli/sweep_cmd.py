@@ -113,7 +113,10 @@ def run_sweep(config: RunConfig, problems: Sequence[Problem], store: Store, *,
 
     if not problems:
         raise ValueError(f"problem set {problem_set!r} is empty; nothing to sweep")
+    from mstui.core.grading import default_grader
+
     cancel = cancel or threading.Event()
+    default_grader().warm()  # Math-Verify's worker starts while the model loads
     store.upsert_problems(problems, problem_set=problem_set)
     run = build_run(config, gold=problems[0].answer, backend=backend)  # loads the model once
     model = run.backend.info.model
@@ -167,13 +170,13 @@ class _Sweep:
         return run_refinement(problem.question, backend=self.run.backend,
                               prompter=self.run.prompter, policy=self.run.policy,
                               max_rounds=self.config.max_rounds, settings=self.config.gen,
-                              gold=problem.answer, cancel=self.cancel)
+                              gold=problem.gold, cancel=self.cancel)
 
     def _start(self, problem: Problem) -> Any:
         from mstui.session import RunRecorder
 
         recorder = RunRecorder(self.store, self.config, self.run.backend,
-                               question=problem.question, gold=problem.answer,
+                               question=problem.question, gold=problem.gold,
                                problem_set=self.result.problem_set, problem_id=problem.id,
                                level=problem.level, fit_id=self.fit_id,
                                policy=self.run.policy.spec, sweep=self.result.sweep_id)

@@ -28,6 +28,8 @@ ROUND_COLUMNS = (
     "obs_agreement",
     "obs_logprob",
     "error",
+    "judge",
+    "grade_error",
 )
 DECISION_COLUMNS = (
     "round",
@@ -92,6 +94,8 @@ def round_row(run_id: int, r: RoundRecord) -> dict[str, Any]:
         "obs_agreement": o.agreement,
         "obs_logprob": o.logprob,
         "error": r.error,
+        "judge": r.judge,
+        "grade_error": r.grade_error,
     }
 
 
@@ -118,6 +122,9 @@ def round_record(row: Mapping[str, Any]) -> RoundRecord:
             logprob=row["obs_logprob"],
         ),
         error=row["error"],
+        # Exports written before judges were recorded have no such keys.
+        judge=row.get("judge"),
+        grade_error=row.get("grade_error"),
     )
 
 

@@ -153,8 +153,12 @@ def test_no_answer_and_empty() -> None:
         "#### \n" * 33000,
         "1" * 200_000,
         "- " * 100_000,
+        "$1 $2 " * 34_000,
+        "\\( " * 66_000,
+        "\\[" * 100_000,
     ],
-    ids=["prose", "many-boxes", "unterminated", "answer-is", "hashes", "digits", "minuses"],
+    ids=["prose", "many-boxes", "unterminated", "answer-is", "hashes", "digits", "minuses",
+         "dollars", "open-parens", "open-brackets"],
 )
 def test_200kb_pathological_responses_extract_consistently(response: str) -> None:
     # No catastrophic backtracking (bench/bench_core.py times these same inputs); here the
@@ -337,3 +341,27 @@ def test_normalization_is_idempotent_and_lists_stay_lists() -> None:
     for raw in samples:
         once = normalize_answer(raw)
         assert normalize_answer(once) == once, raw
+
+
+# --- LaTeX math spans -----------------------------------------------------------------------
+
+
+def test_last_math_span_is_the_answer() -> None:
+    check("The solution set is $[0,1)$.", "[0,1)", "[0,1)", "latex")
+    check(r"Therefore \(x \geq 5\) is the solution.", r"x\geq 5", r"x \geq 5", "latex")
+    check("We get\n$$\n(7, 6)\n$$\nas the pair", "(7, 6)", "(7, 6)", "latex")
+    # A number written after the span is later, so it wins; one inside the span is part of it.
+    check("Let $x$ be the apples: 3 + 4 = 7", "7", "7", "last-number")
+
+
+def test_dollars_that_are_prices_are_not_math() -> None:
+    check("It costs $5 and then $6 more, so 11", "11", "11", "last-number")
+    check("She pays $12. Then $3 later.", "3", "3", "last-number")
+    check("The answer is $1,248.00.", "1248", "$1,248.00", "answer-is")
+
+
+def test_answer_is_takes_a_math_span_whole() -> None:
+    # Its comma used to end the clause: "\((-6".
+    check(r"Final Answer: The final answer is \((-6, 10)\). I hope it is correct.",
+          "(-6, 10)", "(-6, 10)", "answer-is")
+    check(r"The final answer is $28 \%$.", "28", r"28 \%", "answer-is")

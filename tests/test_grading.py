@@ -71,6 +71,8 @@ CASES: dict[str, list[tuple[str, str, bool]]] = {
         ("[0,1)", r"\boxed{(0,1)}", False),
         (r"(-\infty, 2]", r"\boxed{(-\infty,2]}", True),
         (r"\{1,3\} \cup \{2,4\}", r"\boxed{\{1,2,3,4\}}", True),
+        ("[0,1)", "The solution set is $[0, 1)$.", True),
+        ("(-6, 10)", r"The final answer is \((-6, 10)\). I hope it is correct.", True),
     ],
     "expressions": [
         ("x+1", r"\boxed{1+x}", True),
@@ -85,6 +87,8 @@ CASES: dict[str, list[tuple[str, str, bool]]] = {
         ("y = 2x+1", r"\boxed{y = 1 + 2x}", True),
         ("x < 2", r"\boxed{2 > x}", True),
         ("x > 2", r"\boxed{x < 2}", False),
+        (r"x \geq 5", r"Therefore $x \geq 5$ is the solution.", True),
+        (r"x \geq 5", r"Therefore $x \leq 5$ is the solution.", False),
     ],
     "extraction": [
         ("6", r"\boxed{5}. Wait, 5 is wrong. The final answer is 6.", True),

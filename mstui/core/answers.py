@@ -26,7 +26,7 @@ class Extraction:
 
     answer: str | None
     text: str | None
-    rule: str  # "boxed" | "answer-is" | "hashes" | "last-number" | "none"
+    rule: str  # "boxed" | "answer-is" | "hashes" | "latex" | "last-number" | "none"
     start: int
     end: int
 
@@ -137,6 +137,18 @@ def _extract_answer_is(
     if last is None or last.start() < after:
         return None
     pos = last.end()
+    # "The final answer is $(-6, 10)$.": a math span is the answer whole; its commas do not
+    # end the clause.
+    head = pos
+    while head < len(response) and response[head] in " \t:*":
+        head += 1
+    opener = _MATH_OPEN.match(response, head)
+    span = _math_span(response, opener) if opener is not None else None
+    if span is not None and span[0] < span[1]:
+        text = response[span[0] : span[1]]
+        answer = normalize_answer(text)
+        if answer is not None:
+            return Extraction(answer, text, "answer-is", span[0], span[1])
     line_end = _line_end(response, pos)
     clause = _CLAUSE_END.search(response, pos, line_end)
     stop = clause.start() if clause else line_end
@@ -172,8 +184,76 @@ def _extract_last_number(response: str) -> Extraction | None:
     return Extraction(answer, text, "last-number", last.start(), last.end())
 
 
+# Openers of LaTeX math: display `$$…$$` and `\\[…\\]`, inline `\\(…\\)` and `$…$`.
+_MATH_OPEN = re.compile(r"\$\$|\\\[|\\\(|(?<!\\)\$")
+_MATH_CLOSE = {"$$": "$$", "\\[": "\\]", "\\(": "\\)"}
+
+
+def _inline_close(response: str, pos: int) -> int | None:
+    """The closing `$` of an inline span opened before `pos`: unescaped, on the same line."""
+    line_end = _line_end(response, pos)
+    while True:
+        end = response.find("$", pos, line_end)
+        if end == -1:
+            return None
+        if response[end - 1] != "\\":
+            return end
+        pos = end + 1
+
+
+def _math_span(response: str, opener: re.Match[str]) -> tuple[int, int, int] | None:
+    """(content start, content end, resume at) of the math span `opener` opens; None when it
+    does not close, or when a `$…$` pair is two prices: a closing `$` followed by a digit
+    ("$5 and $6") is currency, and the caller resumes at it, since it may open a span itself."""
+    start = opener.end()
+    if opener.group() == "$":
+        end = _inline_close(response, start)
+        if end is None:
+            return None
+        after = end + 1
+        if response[after : after + 1].isdigit():
+            return end, end, end  # empty: not math
+    else:
+        end = response.find(_MATH_CLOSE[opener.group()], start)
+        if end == -1:
+            return None
+        after = end + len(_MATH_CLOSE[opener.group()])
+    while start < end and response[start].isspace():
+        start += 1
+    while end > start and response[end - 1].isspace():
+        end -= 1
+    return start, end, after
+
+
+def _extract_math(response: str) -> Extraction | None:
+    """The content of the last LaTeX math span (`$[0,1)$`, `\\(x \\geq 5\\)`)."""
+    if "$" not in response and "\\(" not in response and "\\[" not in response:
+        return None
+    last: tuple[int, int] | None = None
+    pos = 0
+    unclosed: set[str] = set()  # display/`\\(` openers with no closer left: skip the rest
+    while (m := _MATH_OPEN.search(response, pos)) is not None:
+        span = None if m.group() in unclosed else _math_span(response, m)
+        if span is None:
+            if m.group() != "$":  # `$` closes per line; the others search to the end once
+                unclosed.add(m.group())
+            pos = m.end()
+            continue
+        lo, hi, pos = span
+        if lo < hi:
+            last = (lo, hi)
+    if last is None:
+        return None
+    text = response[last[0] : last[1]]
+    answer = normalize_answer(text)
+    if answer is None:
+        return None
+    return Extraction(answer, text, "latex", last[0], last[1])
+
+
 def extract_answer(response: str) -> Extraction:
-    """Final answer: last balanced `\\boxed{}`, else "the answer is X", "#### X", last number.
+    """Final answer: last balanced `\\boxed{}`, else "the answer is X", "#### X", else the last
+    LaTeX math span or the last number, whichever is later.
 
     One exception to that order: "the final answer is X" written after the last box wins over
     the box, since the model concluded after boxing.
@@ -184,11 +264,16 @@ def extract_answer(response: str) -> Extraction:
     if boxed is not None:
         later = _extract_answer_is(response, _FINAL_ANSWER_IS, after=boxed.end)
         return later if later is not None else boxed
-    for rule in (_extract_answer_is, _extract_hashes, _extract_last_number):
+    for rule in (_extract_answer_is, _extract_hashes):
         found = rule(response)
         if found is not None:
             return found
-    return _NONE
+    # The last LaTeX math span or the last number, whichever comes later: a number inside the
+    # span ("$x \\geq 5$") is part of it, one written after it ("let $x$ be …, so 7") is not.
+    math, number = _extract_math(response), _extract_last_number(response)
+    if math is not None and (number is None or number.start < math.end):
+        return math
+    return number or _NONE
 
 
 # --- normalization --------------------------------------------------------------------------

@@ -21,16 +21,19 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
-import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from mstui.core.answers import normalize_answer
+
+# The process machinery (subprocess, multiprocessing's pipes) loads when a first worker starts:
+# importing the loop stays cheap for a caller that never grades against a non-exact gold.
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -148,6 +151,8 @@ def _serve_stdio() -> None:
     Library output must never land in the channel, so stdout is moved aside first and fd 1 then
     points at stderr.
     """
+    from multiprocessing.connection import Connection
+
     outbox = Connection(os.dup(1), readable=False)
     os.dup2(2, 1)
     inbox = Connection(os.dup(0), writable=False)
@@ -212,6 +217,8 @@ class _Worker:
 
     def stop(self) -> None:
         """Kill and reap (a stuck worker cannot be asked nicely)."""
+        import subprocess
+
         for conn in {id(self.inbox): self.inbox, id(self.outbox): self.outbox}.values():
             with contextlib.suppress(OSError):
                 conn.close()
@@ -228,6 +235,9 @@ class _Worker:
 
 def _launch() -> _Worker:
     """Start a grading process (it imports Math-Verify while the caller waits for "ready")."""
+    import subprocess
+    from multiprocessing.connection import Connection
+
     if os.name != "posix":  # no fd-backed Connection on Windows: multiprocessing's own pipe
         import multiprocessing
 

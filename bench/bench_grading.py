@@ -104,7 +104,8 @@ def main() -> None:
     grader = Grader()
     t0 = time.perf_counter()
     grader.grade("x+x", "2x")  # starts the first worker
-    print(f"first Math-Verify grading (worker start):    {(time.perf_counter() - t0) * 1e3:8.1f} ms")
+    started = (time.perf_counter() - t0) * 1e3
+    print(f"first Math-Verify grading (worker start):    {started:8.1f} ms")
 
     by_judge: dict[str, list[float]] = {}
     db = ROOT / "traces.db"

@@ -25,6 +25,7 @@ class FoundFit:
     obs_model: ObservationModel | None
     scope: dict[str, Any]
     exact: bool  # False when it was fitted on another problem set of the same model/strategy
+    stale: str | None = None  # why its labels changed since (`mstui traces regrade`), if they did
 
 
 def find_fit(store: Store, model: str, strategy: str, problem_set: str | None) -> FoundFit | None:
@@ -44,6 +45,7 @@ def find_fit(store: Store, model: str, strategy: str, problem_set: str | None) -
         obs_model=ObservationModel.from_dict(obs) if obs else None,
         scope={"model": model, "problem_set": chosen.get("problem_set"), "strategy": strategy},
         exact=bool(exact),
+        stale=chosen.get("stale"),
     )
 
 

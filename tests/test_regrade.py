@@ -7,9 +7,13 @@ import io
 import sqlite3
 from pathlib import Path
 
+import numpy as np
+
 from mstui.cli import main
+from mstui.core.fitting import fit_chain
 from mstui.core.grading import Grader
 from mstui.core.types import Decision, Observation, RoundRecord
+from mstui.session import find_fit
 from mstui.store import Store
 from mstui.store.regrade import grade_history, regrade
 
@@ -57,9 +61,10 @@ def build(path: Path) -> dict[str, int]:
         # No gold: never graded.
         "nogold": add_run(store, None, [old_round(0, "The answer is 3.", "3", False)]),
     }
+    fit = fit_chain(np.repeat(np.arange(4), 2), np.tile(np.arange(2), 4),
+                    np.array([1, 1, 0, 1, 0, 0, 1, 0], dtype=bool))
     for pset in ("ps", "third"):
-        store.save_fit({"model": "m", "problem_set": pset, "strategy": "reanswer"},
-                       {"a": 0.1, "b": 0.2, "p0": 0.5})
+        store.save_fit({"model": "m", "problem_set": pset, "strategy": "reanswer"}, fit.to_dict())
     store.close()
     return ids
 
@@ -96,6 +101,9 @@ def test_regrade_changes_exactly_the_expected_labels(tmp_path: Path) -> None:
         assert fits["ps"]["stale"] and fits["ps"]["stale"].startswith("labels regraded")
         assert fits["third"]["stale"] is None
         assert report.stale_fits == [fits["ps"]["id"]]
+        # A run that picks the stale fit learns it is stale (run and sweep say so on stderr).
+        found = find_fit(store, "m", "reanswer", "ps")
+        assert found is not None and found.stale == fits["ps"]["stale"]
 
         frac = store.get_run(ids["frac"])
         assert [r.correct for r in frac["rounds"]] == [True, True, False]

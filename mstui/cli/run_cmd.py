@@ -85,6 +85,9 @@ def cmd_run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         if found is not None:
             print(f"fit #{found.id} from {found.scope['problem_set']}: "
                   f"a={found.fit.a:.3f} b={found.fit.b:.3f} p0={found.fit.p0:.3f}", file=out)
+    if found is not None and found.stale:
+        print(f"mstui: note: fit #{found.id} is stale ({found.stale}); `mstui fit` refits it",
+              file=sys.stderr)
     recorder = None
     if store is not None:
         recorder = RunRecorder(store, config, run.backend, question=question, gold=args.gold,

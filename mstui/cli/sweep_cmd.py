@@ -127,6 +127,9 @@ def run_sweep(config: RunConfig, problems: Sequence[Problem], store: Store, *,
             from mstui.core.policies import NO_FIT
 
             raise ValueError(f"policy {config.policy_spec!r}: {NO_FIT}")
+        if found.stale:
+            print(f"mstui: note: fit #{found.id} is stale ({found.stale}); `mstui fit` refits "
+                  "it", file=sys.stderr)
         run = build_run(config, gold=problems[0].answer, backend=run.backend, fit=found.fit,
                         obs_model=found.obs_model)
     done = store.finished_problem_ids(problem_set, model, config.strategy, run.policy.spec,

@@ -17,7 +17,8 @@ def register(sub: Any) -> None:
 
     traces = sub.add_parser("traces",
                             help="list, show, search, export, import and regrade stored runs",
-                            description="Browse the trace database on the command line.")
+                            description="Browse the trace database on the command line, "
+                                        "and regrade its rounds.")
     tsub = traces.add_subparsers(title="trace commands", metavar="ACTION",
                                  parser_class=OneLineParser, required=True)
 

@@ -365,3 +365,8 @@ def test_answer_is_takes_a_math_span_whole() -> None:
     check(r"Final Answer: The final answer is \((-6, 10)\). I hope it is correct.",
           "(-6, 10)", "(-6, 10)", "answer-is")
     check(r"The final answer is $28 \%$.", "28", r"28 \%", "answer-is")
+
+
+def test_leading_dot_decimal_is_a_number() -> None:
+    check("so it is .4", "0.4", ".4", "last-number")
+    check("pi is about 3.14", "3.14", "3.14", "last-number")  # ".14" is not a number of its own

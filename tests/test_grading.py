@@ -186,7 +186,7 @@ def test_a_worker_past_the_hard_limit_is_killed_and_replaced() -> None:
     grader.grade(r"2\sqrt{2}", r"\sqrt{8}")
     t0 = time.perf_counter()
     grade = grader.grade(PATHOLOGICAL, "1")
-    assert time.perf_counter() - t0 < 0.4 + 0.5
+    assert time.perf_counter() - t0 < 0.4 + 1.0  # slack for a loaded machine
     assert (grade.correct, grade.judge) == (None, "timeout")
     assert "longer than 0.4 s" in grade.note
     assert grader._live == 0 and not grader._idle

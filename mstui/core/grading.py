@@ -404,7 +404,11 @@ class Grader:
         worker.stop()
 
     def _discard(self, worker: _Worker) -> None:
-        worker.stop()
+        """Kill a stuck or broken worker now; reap it in the background, so the verdict is not
+        held up by the process exiting (freeing a huge computation's memory can take a while)."""
+        with contextlib.suppress(OSError):
+            worker.process.kill()
+        threading.Thread(target=worker.stop, name="mstui-grader-reap", daemon=True).start()
         with self._cond:
             self._live -= 1
             self._cond.notify()

@@ -34,6 +34,7 @@ def round_json(record: RoundRecord, decision: Decision | None) -> dict[str, obje
         "answer_text": record.answer_text,
         "extraction_rule": record.extraction_rule,
         "correct": record.correct,
+        "judge": record.judge,
         "prompt_tokens": record.prompt_tokens,
         "cached_tokens": record.cached_tokens,
         "completion_tokens": record.completion_tokens,
@@ -44,6 +45,8 @@ def round_json(record: RoundRecord, decision: Decision | None) -> dict[str, obje
     }
     if record.error:
         out["error"] = record.error
+    if record.grade_error:
+        out["grade_error"] = record.grade_error
     if decision is not None:
         out["decision"] = {"action": decision.final_action, "rule": decision.rule,
                            "reason": decision.reason, "belief": decision.belief,
@@ -154,7 +157,8 @@ def _report(record: RoundRecord, decision: Decision, as_json: bool, out: TextIO)
         print(json.dumps(round_json(record, decision)), file=out)
         return
     shown = record.answer_text if record.answer_text is not None else "(none found)"
-    print(f"\n→ answer {shown}{_mark(record)} [{record.extraction_rule}] · "
+    judge = f" · judge {record.judge}" if record.judge else ""
+    print(f"\n→ answer {shown}{_mark(record)} [{record.extraction_rule}{judge}] · "
           f"{record.prompt_tokens} prompt tok ({record.cached_tokens} cached) · "
           f"{record.completion_tokens} tok · {record.tokens_per_second:.0f} tok/s · "
           f"{record.finish_reason}", file=out)

@@ -142,6 +142,8 @@ def test_exact_path_needs_no_process() -> None:
     grader = Grader()
     assert grader.grade(r"\boxed{9{,}500}", "9500") == Grade(True, "exact")
     assert grader.grade(None, "9500") == Grade(False, "none", "no answer found")
+    # A cancelled round gets the exact check only: a cancel never waits on Math-Verify.
+    assert grader.grade("x+x", "2x", exact_only=True) == Grade(False, "exact", "exact match only")
     assert grader._live == 0  # nothing was started for these
 
 

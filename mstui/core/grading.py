@@ -289,11 +289,12 @@ class Grader:
 
     # ---- public ----------------------------------------------------------------------------
 
-    def grade(self, pred: str | None, gold: str | None) -> Grade:
+    def grade(self, pred: str | None, gold: str | None, *, exact_only: bool = False) -> Grade:
         """Grade the extracted answer text `pred` against the gold as given.
 
         No gold: ungraded, judge "none". No answer: wrong, judge "none". Equal normalized forms:
-        right, judge "exact". Otherwise Math-Verify decides, within `timeout` seconds.
+        right, judge "exact". Otherwise Math-Verify decides, within `timeout` seconds, unless
+        `exact_only` (then the exact comparison's "wrong" stands).
         """
         if gold is None:
             return Grade(None, "none", "no gold answer")
@@ -305,6 +306,8 @@ class Grader:
             return Grade(False, "none", "no answer found")
         if pred_norm == gold_norm:
             return Grade(True, "exact")
+        if exact_only:
+            return Grade(False, "exact", "exact match only")
         return self.judge(pred, gold)
 
     def judge(self, pred: str, gold: str) -> Grade:
@@ -432,9 +435,10 @@ def default_grader() -> Grader:
         return _default
 
 
-def grade_answer(pred: str | None, gold: str | None, *, grader: Grader | None = None) -> Grade:
+def grade_answer(pred: str | None, gold: str | None, *, exact_only: bool = False,
+                 grader: Grader | None = None) -> Grade:
     """Grade extracted answer text against gold with `grader` (default: the shared one)."""
-    return (grader or default_grader()).grade(pred, gold)
+    return (grader or default_grader()).grade(pred, gold, exact_only=exact_only)
 
 
 if __name__ == "__main__":

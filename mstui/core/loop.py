@@ -98,8 +98,12 @@ def score_round(
     logprob = None
     if ext.answer is not None and any(p.logprob is not None for p in pieces):
         logprob = span_logprob([(p.text, p.logprob) for p in pieces], ext.start, ext.end)
-    # The extracted text as written, not its normalized form: the grader normalizes once.
-    grade = Grade(None, "none") if gold is None else grade_answer(ext.text, gold)
+    # The extracted text as written, not its normalized form: the grader normalizes once. A
+    # cancelled or failed round is never used as a label; it gets the instant exact check only,
+    # so a cancel never waits on Math-Verify.
+    partial = stats.finish_reason in ("cancelled", "error")
+    grade = (Grade(None, "none") if gold is None
+             else grade_answer(ext.text, gold, exact_only=partial))
     return RoundRecord(
         index=index,
         prompt=prompt,

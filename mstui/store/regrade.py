@@ -27,8 +27,10 @@ Scope = tuple[str | None, str | None, str | None]  # model, problem set, strateg
 
 _ROUND_SQL = (
     "SELECT id, idx, response, answer, answer_text, extraction_rule, correct, judge, "
-    "grade_error, obs_found, obs_changed, obs_agreement FROM rounds WHERE run_id = ? ORDER BY idx"
+    "grade_error, obs_found, obs_changed, obs_agreement, finish_reason FROM rounds "
+    "WHERE run_id = ? ORDER BY idx"
 )
+UNSCORED = ("cancelled", "error")  # as in score_round: the exact check only
 
 
 @dataclass
@@ -144,9 +146,12 @@ def _regrade_run(store: Store, pool: ThreadPoolExecutor, grader: Grader, run_id:
                  dry_run: bool) -> None:
     with store._read() as db:
         rows = [dict(r) for r in db.query(_ROUND_SQL, [run_id])]
-    # The same reading as the loop's score_round: extraction from the stored response.
+    # The same reading as the loop's score_round: extraction from the stored response. (When
+    # score_round reads only the final part of a reasoning round, this must read the same part.)
     exts = [extract_answer(r["response"]) for r in rows]
-    grades: list[Grade] = list(pool.map(lambda e: grader.grade(e.text, gold), exts))
+    grades: list[Grade] = list(pool.map(
+        lambda re: grader.grade(re[1].text, gold, exact_only=re[0]["finish_reason"] in UNSCORED),
+        zip(rows, exts, strict=True)))
     updates: list[tuple[dict[str, Any], dict[str, Any]]] = []
     answers: list[str | None] = []
     for row, ext, grade in zip(rows, exts, grades, strict=True):

@@ -235,3 +235,20 @@ def test_importing_the_grader_does_not_import_math_verify() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_close_stops_a_busy_worker_too() -> None:
+    grader = Grader(timeout=10.0, workers=1)
+    grader.grade("x+x", "2x")
+    (worker,) = grader._idle
+    out: dict[str, Grade] = {}
+    thread = threading.Thread(target=lambda: out.setdefault("g", grader.grade(PATHOLOGICAL, "1")))
+    thread.start()
+    time.sleep(0.3)  # the worker is now inside the computation
+    t0 = time.perf_counter()
+    grader.close()
+    thread.join(timeout=10)
+    assert time.perf_counter() - t0 < 3.0  # not the 3 s Math-Verify would take to give up
+    assert out["g"].correct is None and out["g"].judge == "error"
+    worker.process.wait(timeout=5)
+    assert worker.process.returncode is not None

@@ -207,7 +207,7 @@ def _judge(parse: Any, verify: Any, configs: list[Any], pred: str, gold: str,
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity: kept in a set
 class _Worker:
     """One grading process and its two ends of the channel (one object where it is duplex)."""
 
@@ -283,6 +283,7 @@ class Grader:
         self.mathverify_version: str | None = None  # known once a worker has started
         self.unavailable: str | None = None  # why Math-Verify cannot be used, once known
         self._idle: list[_Worker] = []
+        self._all: set[_Worker] = set()  # idle and busy, so close() can stop them all
         self._live = 0  # workers started or starting
         self._cond = threading.Condition()
         self._closed = False
@@ -344,12 +345,18 @@ class Grader:
         threading.Thread(target=start, name="mstui-grader-warm", daemon=True).start()
 
     def close(self) -> None:
-        """Stop every idle worker; busy ones are stopped when they come back."""
+        """Stop every worker. A busy one is killed too: left alone, a computation that no signal
+        interrupts would outlive mstui (its judgement then ends as "error")."""
         with self._cond:
             self._closed = True
             idle, self._idle = self._idle, []
+            busy = self._all.difference(idle)
+            self._all.clear()
             self._live -= len(idle)
             self._cond.notify_all()
+        for w in busy:
+            with contextlib.suppress(OSError):
+                w.process.kill()
         for w in idle:
             w.stop()
 
@@ -395,6 +402,8 @@ class Grader:
             self.unavailable = error
             raise _Unavailable(error)
         self.mathverify_version = mv_version
+        with self._cond:
+            self._all.add(worker)
         return worker
 
     def _release(self, worker: _Worker) -> None:
@@ -404,6 +413,7 @@ class Grader:
                 self._cond.notify()
                 return
             self._live -= 1
+            self._all.discard(worker)
         worker.stop()
 
     def _discard(self, worker: _Worker) -> None:
@@ -414,6 +424,7 @@ class Grader:
         threading.Thread(target=worker.stop, name="mstui-grader-reap", daemon=True).start()
         with self._cond:
             self._live -= 1
+            self._all.discard(worker)
             self._cond.notify()
 
 

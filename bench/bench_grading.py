@@ -124,12 +124,14 @@ def main() -> None:
     grade = grader.grade(r"9^{9^{9^{9}}}", "1")
     print(f"9^{{9^{{9^{{9}}}}}} (Math-Verify's own timeout): {time.perf_counter() - t0:6.2f} s "
           f"-> {grade.judge}")
-    fast_kill = Grader(timeout=0.4, workers=1)
-    fast_kill.grade("x+x", "2x")
+    fast_kill = Grader(workers=1)
+    fast_kill.grade("x+x", "2x")  # started under the default limit
+    fast_kill.timeout = 0.4
     t0 = time.perf_counter()
     grade = fast_kill.grade(r"9^{9^{9^{9}}}", "1")
     killed = time.perf_counter() - t0
     t0 = time.perf_counter()
+    fast_kill.timeout = 3.0
     fast_kill.grade("x+x", "2x")
     print(f"hard limit 0.4 s: killed after {killed:5.2f} s -> {grade.judge}; replacement worker "
           f"graded the next in {time.perf_counter() - t0:5.2f} s")

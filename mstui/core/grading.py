@@ -51,16 +51,17 @@ Judge = Literal["exact", "math-verify", "none", "timeout", "error"]
 JUDGES: tuple[Judge, ...] = ("exact", "math-verify", "none", "timeout", "error")
 
 # The hard limit on one Math-Verify judgement (both parses and the comparison), seconds. Real
-# answers take milliseconds; the limit only bounds pathological ones. MSTUI_GRADE_TIMEOUT
-# overrides it.
-DEFAULT_TIMEOUT = 3.0
+# answers take milliseconds, a few hundred for long words or sets on a machine busy with
+# llama.cpp; the limit only bounds pathological ones. MSTUI_GRADE_TIMEOUT overrides it.
+DEFAULT_TIMEOUT = 5.0
 # Math-Verify's own limits inside a worker apply per step (each parse, the comparison) and are
-# whole seconds (signal.alarm): a third of the hard limit, at least 1 s, so most slow inputs end
-# with a clean "timeout" and only computations that no signal interrupts get the worker killed.
+# whole seconds (signal.alarm): 2 s under the default hard limit, at least 1 s, so most slow
+# inputs end with a clean "timeout" and only computations that no signal interrupts get the
+# worker killed.
 
 
 def _inner_timeout(hard: float) -> int:
-    return max(1, int(hard / 3))
+    return max(1, int(hard / 2.5))
 # Starting a worker (the fork server imports sympy and Math-Verify once, about a second or two)
 # does not count against a judgement's limit; this bounds it separately.
 START_TIMEOUT = 60.0

@@ -54,17 +54,17 @@ JUDGES: tuple[Judge, ...] = ("exact", "math-verify", "none", "timeout", "error")
 # answers take milliseconds, a few hundred for long words or sets on a machine busy with
 # llama.cpp; the limit only bounds pathological ones. MSTUI_GRADE_TIMEOUT overrides it.
 DEFAULT_TIMEOUT = 5.0
-# Math-Verify's own limits inside a worker apply per step (each parse, the comparison) and are
-# whole seconds (signal.alarm): 2 s under the default hard limit, at least 1 s, so most slow
-# inputs end with a clean "timeout" and only computations that no signal interrupts get the
-# worker killed.
+# Starting a worker (a fresh interpreter importing sympy and Math-Verify: one or two seconds)
+# does not count against a judgement's limit; this bounds it separately.
+START_TIMEOUT = 60.0
 
 
 def _inner_timeout(hard: float) -> int:
+    """Math-Verify's own limit inside a worker, per step (each parse, the comparison), in whole
+    seconds (signal.alarm): 2 s under the default hard limit, at least 1 s. Most slow inputs
+    then end with a clean "timeout", and only computations that no signal interrupts get the
+    worker killed."""
     return max(1, int(hard / 2.5))
-# Starting a worker (the fork server imports sympy and Math-Verify once, about a second or two)
-# does not count against a judgement's limit; this bounds it separately.
-START_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -177,20 +177,21 @@ def _is_timeout(exc: BaseException) -> bool:
 def _judge(parse: Any, verify: Any, configs: list[Any], pred: str, gold: str,
            inner: int) -> tuple[bool | None, str, str]:
     """(correct, judge, note) for one pair, inside the worker."""
-    try:
-        gold_parsed = parse(mathverify_input(gold), configs, parsing_timeout=inner,
-                            raise_on_error=True)
-        pred_parsed = parse(mathverify_input(pred), configs, parsing_timeout=inner,
-                            raise_on_error=True)
-    except BaseException as exc:
-        if _is_timeout(exc):
-            return None, "timeout", "Math-Verify timed out parsing"
-        return False, "math-verify", f"Math-Verify could not parse it ({type(exc).__name__})"
+    parsed = []
+    for side in (gold, pred):
+        try:
+            parsed.append(parse(mathverify_input(side), configs, parsing_timeout=inner,
+                                raise_on_error=True))
+        except BaseException as exc:
+            if _is_timeout(exc):
+                return None, "timeout", "Math-Verify timed out parsing"
+            parsed.append([])
+    gold_parsed, pred_parsed = parsed
     if not gold_parsed:
         # Nothing to compare with: the exact comparison, which already failed, stands.
-        return False, "exact", "Math-Verify found no expression in the gold; exact match only"
+        return False, "exact", "Math-Verify could not read the gold; exact match only"
     if not pred_parsed:
-        return False, "math-verify", "Math-Verify found no expression in the answer"
+        return False, "math-verify", "Math-Verify could not read the answer"
     try:
         ok = verify(gold_parsed, pred_parsed, timeout_seconds=inner,
                     raise_on_error=True)

@@ -40,6 +40,18 @@ def finished_rounds(db: Path) -> set[tuple[str, int, str]]:
     return {(u, i, t) for u, i, t in rows}
 
 
+def round_count(db: Path) -> int:
+    if not db.exists():
+        return 0
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return int(con.execute("SELECT count(*) FROM rounds").fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        con.close()
+
+
 def per_problem(db: Path) -> dict[str, int]:
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     rows = con.execute("SELECT problem_id, count(*) FROM runs WHERE status = 'finished' "
@@ -50,12 +62,18 @@ def per_problem(db: Path) -> dict[str, int]:
 
 def kill_series(kills: int, limit: int, work: Path, rng: random.Random) -> None:
     db = work / "kills.db"
-    lost = 0
+    lost = killed_mid_run = 0
     for _ in range(kills):
         before = finished_rounds(db) if db.exists() else set()
+        written = round_count(db)
         proc = subprocess.Popen(sweep(db, limit), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(1.5, 4.0))
+        # Kill only once this sweep has written a round, at a random moment after it: a kill
+        # during start-up (imports, model load) would test nothing.
+        while round_count(db) <= written and proc.poll() is None:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 1.5))
+        killed_mid_run += proc.poll() is None
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         lost += len(before - finished_rounds(db))
@@ -67,7 +85,8 @@ def kill_series(kills: int, limit: int, work: Path, rng: random.Random) -> None:
                              "run_id, idx HAVING count(*) > 1)").fetchone()[0]
     statuses = dict(con.execute("SELECT status, count(*) FROM runs GROUP BY status").fetchall())
     con.close()
-    print(f"kill -9 series: {kills} kills, then a resume (exit {done.returncode})")
+    print(f"kill -9 series: {kills} kills ({killed_mid_run} while the sweep was running, each "
+          f"after it had written a round), then a resume (exit {done.returncode})")
     print(f"  finished rounds lost: {lost}; duplicate rounds: {dup_rounds}; integrity: {check}")
     print(f"  problems finished: {len(counts)}/{limit}, each exactly once: "
           f"{all(v == 1 for v in counts.values())}; runs by status: {statuses}")
@@ -91,8 +110,9 @@ def race(limit: int, work: Path, repeats: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--kills", type=int, default=20)
-    parser.add_argument("--limit", type=int, default=12)
+    parser.add_argument("--limit", type=int, default=40)
     parser.add_argument("--races", type=int, default=3)
+    parser.add_argument("--race-limit", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if not MODEL.is_file():
@@ -100,7 +120,7 @@ def main() -> None:
     os.chdir(ROOT)
     with tempfile.TemporaryDirectory() as tmp:
         kill_series(args.kills, args.limit, Path(tmp), random.Random(args.seed))
-        race(args.limit, Path(tmp), args.races)
+        race(args.race_limit, Path(tmp), args.races)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any
 
 from mstui.config import RunConfig
+from mstui.core.answers import normalize_answer
 from mstui.core.backend import Backend
 from mstui.core.belief import ObservationModel
 from mstui.core.fitting import ChainFit
@@ -24,6 +25,7 @@ class FoundFit:
     obs_model: ObservationModel | None
     scope: dict[str, Any]
     exact: bool  # False when it was fitted on another problem set of the same model/strategy
+    stale: str | None = None  # why its labels changed since (`mstui traces regrade`), if they did
 
 
 def find_fit(store: Store, model: str, strategy: str, problem_set: str | None) -> FoundFit | None:
@@ -43,6 +45,7 @@ def find_fit(store: Store, model: str, strategy: str, problem_set: str | None) -
         obs_model=ObservationModel.from_dict(obs) if obs else None,
         scope={"model": model, "problem_set": chosen.get("problem_set"), "strategy": strategy},
         exact=bool(exact),
+        stale=chosen.get("stale"),
     )
 
 
@@ -59,6 +62,11 @@ class RunRecorder:
                  sweep: str | None = None, claim: bool = False) -> None:
         self.store = store
         info = backend.info
+        # `gold` is what rounds are graded against, as given; the run keeps it raw, beside its
+        # normalized form (shown, and used by the exact judge).
+        gold_raw = gold
+        if gold is not None:
+            gold = normalize_answer(gold) or gold
         store.upsert_model(info.model, backend=info.backend, architecture=info.details.get(
             "architecture"), quantization=info.details.get("quantization"))
         settings = dataclasses.asdict(config.gen) | {"prompt_format": config.prompt_format,
@@ -71,7 +79,7 @@ class RunRecorder:
             question=question, gold=gold, max_rounds=config.max_rounds, model=info.model,
             backend=info.backend, problem_set=problem_set, problem_id=problem_id, level=level,
             strategy=config.strategy, policy=policy or config.policy_spec, fit_id=fit_id,
-            settings=settings, sweep=sweep, claim=claim)
+            settings=settings, sweep=sweep, gold_raw=gold_raw, claim=claim)
 
     def handle(self, event: Event) -> None:
         """Persist what an event finished; other events are ignored."""

@@ -153,8 +153,12 @@ def test_no_answer_and_empty() -> None:
         "#### \n" * 33000,
         "1" * 200_000,
         "- " * 100_000,
+        "$1 $2 " * 34_000,
+        "\\( " * 66_000,
+        "\\[" * 100_000,
     ],
-    ids=["prose", "many-boxes", "unterminated", "answer-is", "hashes", "digits", "minuses"],
+    ids=["prose", "many-boxes", "unterminated", "answer-is", "hashes", "digits", "minuses",
+         "dollars", "open-parens", "open-brackets"],
 )
 def test_200kb_pathological_responses_extract_consistently(response: str) -> None:
     # No catastrophic backtracking (bench/bench_core.py times these same inputs); here the
@@ -272,3 +276,97 @@ def test_span_logprob_partial_overlap_and_edges() -> None:
     assert span_logprob(PIECES, 100, 200) is None
     assert span_logprob([], 0, 3) is None
     assert span_logprob([("", -1.0), ("ab", -2.0)], 0, 1) == pytest.approx(-2.0)
+
+
+# --- extraction and normalization fixed by kind (issue 15) ----------------------------------
+
+
+def test_latex_thousands_separator() -> None:
+    check(r"So there are \boxed{14{,}916} ways.", "14916", "14{,}916", "boxed")
+    check("In all we get 14{,}916 ways", "14916", "14{,}916", "last-number")
+    assert normalize_answer(r"\boxed{14{,}916}") == "14916"
+    assert answers_match(r"9{,}500", "9500")
+
+
+def test_trailing_fraction_is_read_whole() -> None:
+    check(r"Dividing, x = \frac{10}{9}", "10/9", r"\frac{10}{9}", "last-number")
+    check(r"so the ratio is -\dfrac{3}{4}", "-0.75", r"-\dfrac{3}{4}", "last-number")
+    # A subtraction is not a negative fraction: the minus with a space stays outside.
+    check(r"we get 2 - \frac{1}{2}", "0.5", r"\frac{1}{2}", "last-number")
+
+
+def test_later_final_answer_beats_an_earlier_box() -> None:
+    response = r"First \boxed{5}. Checking again, 6 is right. The final answer is 6."
+    check(response, "6", "6", "answer-is")
+    # A box after the phrase is still the box; a plain "the answer is" after a box is not a
+    # conclusion and leaves the box standing.
+    check(r"The final answer is $\boxed{6}$.", "6", "6", "boxed")
+    check(r"\boxed{4}. The answer is 5.", "4", "4", "boxed")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (r"\sqrt3", r"\sqrt{3}"),
+        (r"\sqrt 2+\sqrt 5", r"\sqrt{2}+\sqrt{5}"),
+        (r"\frac{3}{4}\textnormal{ miles}", "0.75"),
+        (r"\frac{1}{2} \text{ cm}", "0.5"),
+        (r"\left( \frac{1}{3} \right)", "1/3"),
+        (r"\cfrac{1}{3}", "1/3"),
+        (r"\dfrac{\sqrt{3}}{2}", r"\frac{\sqrt{3}}{2}"),
+        ("(1, 2)", "(1, 2)"),  # parentheses around a pair are not a grouping
+        ("32, 349", "32, 349"),  # a list, never the number 32349
+    ],
+)
+def test_normalize_latex_forms(raw: str, expected: str) -> None:
+    assert normalize_answer(raw) == expected
+
+
+def test_match_kinds_from_the_reasoning_issue() -> None:
+    assert answers_match(r"\dfrac{\sqrt{3}}{2}", r"\frac{\sqrt{3}}{2}")
+    assert answers_match(r"\boxed{9{,}500}", "9500")
+    assert answers_match(r"\sqrt3", r"\sqrt{3}")
+    assert answers_match(r"\sqrt 2+\sqrt 5", r"\sqrt{2}+\sqrt{5}")
+
+
+def test_normalization_is_idempotent_and_lists_stay_lists() -> None:
+    # Normalizing twice used to read "32, 349" as "32,349", then as the number 32349.
+    assert not answers_match("32, 349", "32349")
+    assert not answers_match(normalize_answer("32, 349"), "32349")
+    samples = [
+        "32, 349", "x = y = 5", "1 /2", r"\left( \frac{1}{3} \right)", r"\sqrt 2+\sqrt 5",
+        "12 apples", "$1,248.00", r"\{1, 2\}", "New  York", "x + 1", "(1, 2)", "a = b",
+        r"\text{\textbf{5}}", "- 7", "1 , 000", "3 . 5", r"\frac{-3}{6}", "9" * 300, "",
+    ]
+    for raw in samples:
+        once = normalize_answer(raw)
+        assert normalize_answer(once) == once, raw
+
+
+# --- LaTeX math spans -----------------------------------------------------------------------
+
+
+def test_last_math_span_is_the_answer() -> None:
+    check("The solution set is $[0,1)$.", "[0,1)", "[0,1)", "latex")
+    check(r"Therefore \(x \geq 5\) is the solution.", r"x\geq 5", r"x \geq 5", "latex")
+    check("We get\n$$\n(7, 6)\n$$\nas the pair", "(7, 6)", "(7, 6)", "latex")
+    # A number written after the span is later, so it wins; one inside the span is part of it.
+    check("Let $x$ be the apples: 3 + 4 = 7", "7", "7", "last-number")
+
+
+def test_dollars_that_are_prices_are_not_math() -> None:
+    check("It costs $5 and then $6 more, so 11", "11", "11", "last-number")
+    check("She pays $12. Then $3 later.", "3", "3", "last-number")
+    check("The answer is $1,248.00.", "1248", "$1,248.00", "answer-is")
+
+
+def test_answer_is_takes_a_math_span_whole() -> None:
+    # Its comma used to end the clause: "\((-6".
+    check(r"Final Answer: The final answer is \((-6, 10)\). I hope it is correct.",
+          "(-6, 10)", "(-6, 10)", "answer-is")
+    check(r"The final answer is $28 \%$.", "28", r"28 \%", "answer-is")
+
+
+def test_leading_dot_decimal_is_a_number() -> None:
+    check("so it is .4", "0.4", ".4", "last-number")
+    check("pi is about 3.14", "3.14", "3.14", "last-number")  # ".14" is not a number of its own

@@ -20,14 +20,18 @@ A, B = 0.1, 0.3
 def write_pool(store: Store, pool: Pool, *, model: str = "sim.gguf", problem_set: str = "sim",
                strategy: str = "reanswer", levels: int = 1, prefix: str = "q",
                repeat: int = 1) -> list[int]:
-    """Store a pool as finished fixed-policy runs to the cap (row i = problem i // repeat)."""
+    """Store a pool as finished fixed-policy runs to the cap (row i = problem i // repeat).
+
+    Repeats of a problem carry different sampling seeds, as real repeated runs do: a run with
+    the same settings would be a copy, which fit and eval count once."""
     ids = []
     nr = pool.n_rounds
     for i, history in enumerate(pool.records()):
         pid = f"{prefix}{i // repeat}"
         rid = store.start_run(question=f"question {pid}", max_rounds=nr, model=model,
                               problem_set=problem_set, problem_id=pid, strategy=strategy,
-                              policy=f"fixed:{nr - 1}", gold="0", level=1 + (i // repeat) % levels)
+                              policy=f"fixed:{nr - 1}", gold="0", level=1 + (i // repeat) % levels,
+                              settings={"seed": i % repeat})
         for record in history:
             store.add_round(rid, record)
         store.finish_run(rid, "finished")

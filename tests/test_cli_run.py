@@ -45,6 +45,7 @@ def test_run_json_three_rounds_on_real_llama_and_stored(tiny_gguf: Path, tmp_pat
         assert r["finish_reason"] in ("stop", "length") and r["correct"] in (True, False)
         assert r["prompt_tokens"] > 100 and r["completion_tokens"] >= 1
         assert set(r) >= {"answer", "tokens_per_s", "cached_tokens", "decision"}
+        assert r["judge"] in ("exact", "math-verify", "none")  # who decided ✓/✗
     assert rows[1]["cached_tokens"] > 100  # reanswer shares the few-shot prefix
     assert [r["decision"]["action"] for r in rows] == ["continue", "continue", "stop"]
     with Store(db) as store:
@@ -52,6 +53,7 @@ def test_run_json_three_rounds_on_real_llama_and_stored(tiny_gguf: Path, tmp_pat
         assert len(runs) == 1 and runs[0]["status"] == "finished"
         stored = store.rounds_of(runs[0]["id"])
         assert [s.completion_tokens for s in stored] == [r["completion_tokens"] for r in rows]
+        assert [s.judge for s in stored] == [r["judge"] for r in rows]
 
 
 def test_run_text_streams_rounds(tiny_gguf: Path, tmp_path: Path) -> None:
@@ -89,7 +91,7 @@ def test_bad_inputs_give_one_line_errors(tiny_gguf: Path, tmp_path: Path) -> Non
     assert_one_line_error(mstui(*base, "--model", str(cut), db=db), "truncated")
     assert_one_line_error(mstui(*base, "--strategy", "think", db=db), "invalid choice", "think")
     assert_one_line_error(mstui(*base, "--max-rounds", "0", db=db),
-                          "--max-rounds must be at least 1")
+                          "--max-rounds", "out of range")
     assert_one_line_error(mstui(*base, "--max-rounds", "-3", db=db), "--max-rounds")
     assert_one_line_error(mstui("run", "--question", "   ", db=db), "--question is empty")
     assert_one_line_error(mstui(*base, "--policy", "sometimes", db=db), "unknown policy")

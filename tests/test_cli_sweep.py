@@ -182,3 +182,17 @@ def test_cli_sweep_end_to_end_on_tiny_gguf(tmp_path: Path, tiny_gguf: Path,
         assert all(len(store.rounds_of(r["id"])) == 2 for r in runs)
     assert main(argv) == 0  # resumed: nothing left to do
     assert "0 run(s) this time, 3 already done" in capsys.readouterr().out
+
+
+def test_sweep_grades_against_the_gold_as_given(tmp_path: Path) -> None:
+    # Normalized at import, `\boxed{14{,}916}` once became `14{,}916`, which nothing matched;
+    # the run keeps the gold as given and grades against it.
+    raw = Problem("w", "How many ways?", "14916", None, "toy", raw_answer=r"\boxed{14{,}916}")
+    with Store(tmp_path / "t.db") as store:
+        result = run_sweep(RunConfig(max_rounds=1), [raw], store, problem_set="toy",
+                           backend=ScriptedBackend([r"There are $14,916$ ways."]))
+        assert (result.correct, result.scored) == (1, 1)
+        run = store.get_run(result.run_ids[0])
+        assert (run["gold"], run["gold_raw"]) == ("14916", r"\boxed{14{,}916}")
+        assert run["rounds"][0].judge == "exact" and run["rounds"][0].answer_text == "14,916"
+        assert store.problems("toy")[0]["gold_raw"] == r"\boxed{14{,}916}"

@@ -124,3 +124,15 @@ def test_markov_on_a_frozen_chain_stops_without_dividing_by_zero() -> None:
     decision = MarkovPolicy(frozen).decide([make_record(0, "p", "r", "7")], 4)
     assert decision.action == "stop" and decision.expected_gain == 0.0
     assert decision.pi == decision.belief
+
+
+def test_oracle_goes_on_past_a_round_whose_grading_timed_out() -> None:
+    import dataclasses
+
+    from tests.helpers import make_record
+
+    ungraded = dataclasses.replace(make_record(0, "p", "r", "9^{9^{9^{9}}}"), judge="timeout")
+    d = parse_policy("oracle", None).decide([ungraded], 4)
+    assert d.action == "continue" and d.reason == "This round could not be graded."
+    with pytest.raises(ValueError, match="needs gold"):  # no gold at all is still an error
+        parse_policy("oracle", None).decide([make_record(0, "p", "r", "3")], 4)

@@ -296,3 +296,20 @@ def test_problem_is_frozen() -> None:
     problem = Problem("x", "q", "1", None, "s")
     with pytest.raises(AttributeError):
         problem.answer = "2"  # type: ignore[misc]
+
+
+def test_raw_gold_is_kept_beside_the_normalized_one(tmp_path: Path) -> None:
+    # A normalized gold can lose what an equivalence judge needs; the raw form is graded against.
+    path = write(tmp_path, "raw.jsonl", [
+        {"problem": "Ways?", "solution": "Hence $\\boxed{14{,}916}$ ways."},
+        {"question": "Sum?", "answer": "She pays 2 + 3.\n#### 1,000"},
+        {"question": "Root?", "answer": "\\dfrac{\\sqrt{3}}{2}"},
+    ])  # fmt: skip
+    problems, _ = load_problems_jsonl(path)
+    assert [(p.answer, p.raw_answer, p.gold) for p in problems] == [
+        ("14916", "14{,}916", "14{,}916"),
+        ("1000", "1,000", "1,000"),
+        ("\\frac{\\sqrt{3}}{2}", "\\dfrac{\\sqrt{3}}{2}", "\\dfrac{\\sqrt{3}}{2}"),
+    ]
+    generated = generate_problems(3)
+    assert all(p.raw_answer is None and p.gold == p.answer for p in generated)

@@ -327,3 +327,22 @@ def test_locked_beyond_busy_timeout(tmp_path: Path) -> None:
         other.execute("ROLLBACK")
         other.close()
     store.start_run(question="q", max_rounds=1)  # and the store is usable afterwards
+
+
+def test_judge_and_raw_gold_round_trip(tmp_path: Path) -> None:
+    import dataclasses
+
+    store = Store(tmp_path / "t.db")
+    assert "m004_grading" in MIGRATION_NAMES
+    store.upsert_problems([{"id": "p1", "question": "q", "answer": "14916",
+                            "raw_answer": "14{,}916"}], problem_set="ps")
+    assert store.problems("ps")[0]["gold_raw"] == "14{,}916"
+    run_id = store.start_run(question="q", max_rounds=2, gold="14916", gold_raw="14{,}916")
+    r0 = dataclasses.replace(sample_round(0, correct=None), judge="timeout",
+                             grade_error="Math-Verify took longer than 3 s; left ungraded")
+    r1 = dataclasses.replace(sample_round(1, correct=True, previous="42"), judge="exact")
+    store.add_round(run_id, r0)
+    store.add_round(run_id, r1)
+    run = store.get_run(run_id)
+    assert run["rounds"] == [r0, r1]
+    assert (run["gold"], run["gold_raw"]) == ("14916", "14{,}916")

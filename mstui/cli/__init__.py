@@ -11,7 +11,10 @@ from mstui.cli.parser import build_parser
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and dispatch; every expected failure is one line on stderr, exit code 2."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a one-line usage error already printed
+        return exc.code if isinstance(exc.code, int) else 2
     handler = getattr(args, "handler", None)
     if handler is None:
         from mstui.cli.tui_cmd import cmd_tui

@@ -36,6 +36,7 @@ def round_json(record: RoundRecord, decision: Decision | None) -> dict[str, obje
         "answer_text": record.answer_text,
         "extraction_rule": record.extraction_rule,
         "correct": record.correct,
+        "judge": record.judge,
         "prompt_tokens": record.prompt_tokens,
         "cached_tokens": record.cached_tokens,
         "completion_tokens": record.completion_tokens,
@@ -48,6 +49,8 @@ def round_json(record: RoundRecord, decision: Decision | None) -> dict[str, obje
     }
     if record.error:
         out["error"] = record.error
+    if record.grade_error:
+        out["grade_error"] = record.grade_error
     if decision is not None:
         out["decision"] = {"action": decision.final_action, "rule": decision.rule,
                            "reason": decision.reason, "belief": decision.belief,
@@ -68,6 +71,10 @@ def cmd_run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     if not question:
         raise ValueError("--question is empty; give the question text")
     config = config_from_args(args)
+    if args.gold is not None:
+        from mstui.core.grading import default_grader
+
+        default_grader().warm()  # the grading process starts while the model loads
     store = None if args.no_store else open_store(args.db)
     found = None
     backend = None
@@ -87,6 +94,9 @@ def cmd_run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         if found is not None:
             print(f"fit #{found.id} from {found.scope['problem_set']}: "
                   f"a={found.fit.a:.3f} b={found.fit.b:.3f} p0={found.fit.p0:.3f}", file=out)
+    if found is not None and found.stale:
+        print(f"mstui: note: fit #{found.id} is stale ({found.stale}); `mstui fit` refits it",
+              file=sys.stderr)
     check_first_prompt(run, question)  # too long for the context: say so, store nothing
     recorder = None
     if store is not None:
@@ -172,9 +182,10 @@ def _report(record: RoundRecord, decision: Decision, as_json: bool, out: TextIO)
         print(json.dumps(round_json(record, decision)), file=out)
         return
     shown = record.answer_text if record.answer_text is not None else "(none found)"
+    judge = f" · judge {record.judge}" if record.judge else ""
     if record.truncated:
         shown = "(none: the round ended inside its thinking)"
-    print(f"\n→ answer {shown}{_mark(record)} [{record.extraction_rule}] · "
+    print(f"\n→ answer {shown}{_mark(record)} [{record.extraction_rule}{judge}] · "
           f"{record.prompt_tokens} prompt tok ({record.cached_tokens} cached) · "
           f"{record.completion_tokens} tok"
           + (f" ({record.thinking_tokens} thinking)" if record.thinking_tokens else "")

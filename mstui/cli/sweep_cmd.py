@@ -114,7 +114,10 @@ def run_sweep(config: RunConfig, problems: Sequence[Problem], store: Store, *,
 
     if not problems:
         raise ValueError(f"problem set {problem_set!r} is empty; nothing to sweep")
+    from mstui.core.grading import default_grader
+
     cancel = cancel or threading.Event()
+    default_grader().warm()  # Math-Verify's worker starts while the model loads
     store.upsert_problems(problems, problem_set=problem_set)
     run = build_run(config, gold=problems[0].answer, backend=backend)  # loads the model once
     config = run.config  # with the model profile's defaults
@@ -126,6 +129,9 @@ def run_sweep(config: RunConfig, problems: Sequence[Problem], store: Store, *,
             from mstui.core.policies import NO_FIT
 
             raise ValueError(f"policy {config.policy_spec!r}: {NO_FIT}")
+        if found.stale:
+            print(f"mstui: note: fit #{found.id} is stale ({found.stale}); `mstui fit` refits "
+                  "it", file=sys.stderr)
         run = build_run(config, gold=problems[0].answer, backend=run.backend, fit=found.fit,
                         obs_model=found.obs_model)
     done = store.finished_problem_ids(problem_set, model, config.strategy, run.policy.spec,
@@ -169,7 +175,7 @@ class _Sweep:
         return run_refinement(problem.question, backend=self.run.backend,
                               prompter=self.run.prompter, policy=self.run.policy,
                               max_rounds=self.config.max_rounds, settings=self.config.gen,
-                              gold=problem.answer, cancel=self.cancel,
+                              gold=problem.gold, cancel=self.cancel,
                               thinking_budget=self.config.thinking_budget)
 
     def _start(self, problem: Problem) -> Any:
@@ -179,7 +185,7 @@ class _Sweep:
 
         try:
             recorder = RunRecorder(self.store, self.config, self.run.backend,
-                                   question=problem.question, gold=problem.answer,
+                                   question=problem.question, gold=problem.gold,
                                    problem_set=self.result.problem_set, problem_id=problem.id,
                                    level=problem.level, fit_id=self.fit_id,
                                    policy=self.run.policy.spec, sweep=self.result.sweep_id,

@@ -15,8 +15,10 @@ def register(sub: Any) -> None:
     """Add `mstui traces` and its subcommands."""
     from mstui.cli.parser import OneLineParser, add_db_option, ranged
 
-    traces = sub.add_parser("traces", help="list, show, search, export and import stored runs",
-                            description="Browse the trace database on the command line.")
+    traces = sub.add_parser("traces",
+                            help="list, show, search, export, import and regrade stored runs",
+                            description="Browse the trace database on the command line, "
+                                        "and regrade its rounds.")
     tsub = traces.add_subparsers(title="trace commands", metavar="ACTION",
                                  parser_class=OneLineParser, required=True)
 
@@ -69,6 +71,22 @@ def register(sub: Any) -> None:
     add_db_option(imp)
     imp.add_argument("file", metavar="FILE", help="a JSONL export")
     imp.set_defaults(handler=cmd_import)
+
+    regrade = tsub.add_parser(
+        "regrade", help="re-score stored rounds with the current grader",
+        description="Re-read each stored round's answer from its response and grade it against "
+                    "its run's gold with the current grader (mstui's exact match, then "
+                    "Math-Verify). Previous labels and judges are kept in the grade_history "
+                    "table; fits made from changed labels are marked stale. Prints how many "
+                    "labels changed per scope (model × problem set × strategy).")
+    add_db_option(regrade)
+    _add_filters(regrade)
+    regrade.add_argument("--dry-run", action="store_true",
+                         help="count what would change; write nothing")
+    regrade.add_argument("--refit", action="store_true",
+                         help="then refit every scope whose labels changed (as `mstui fit`)")
+    regrade.add_argument("--json", action="store_true", help="print one JSON object")
+    regrade.set_defaults(handler=cmd_regrade)
 
     up = tsub.add_parser("upgrade", help="bring a trace database to this mstui's schema",
                          description="Apply this mstui's pending schema migrations to an existing "
@@ -195,17 +213,22 @@ def cmd_show(args: argparse.Namespace, out: TextIO | None = None) -> int:
         print(f"problem {run['problem_set']}/{run['problem_id'] or '—'}{lvl}", file=out)
     print(f"question: {run['question']}", file=out)
     if run["gold"] is not None:
-        print(f"gold: {run['gold']}", file=out)
+        raw = run.get("gold_raw")
+        given = f" (as given: {raw})" if raw is not None and raw != run["gold"] else ""
+        print(f"gold: {run['gold']}{given}", file=out)
     if run["fit_id"] is not None:
         print(f"fit used: #{run['fit_id']}", file=out)
     for r in rounds:
         shown = r.answer_text if r.answer_text is not None else "(none found)"
-        print(f"\n── round {r.index} ── answer {shown} {_mark(r.correct)} [{r.extraction_rule}]"
-              f" · {r.prompt_tokens} prompt tok ({r.cached_tokens} cached) · "
+        judge = f" · judge {r.judge}" if r.judge else ""
+        print(f"\n── round {r.index} ── answer {shown} {_mark(r.correct)} [{r.extraction_rule}"
+              f"{judge}] · {r.prompt_tokens} prompt tok ({r.cached_tokens} cached) · "
               f"{r.completion_tokens} tok · {r.tokens_per_second:.0f} tok/s · {r.finish_reason}",
               file=out)
         if r.error:
             print(f"error: {r.error}", file=out)
+        if r.grade_error:
+            print(f"grading: {r.grade_error}", file=out)
         if not args.no_responses:
             print(r.response.rstrip(), file=out)
         d = by_round.get(r.index)
@@ -277,3 +300,78 @@ def cmd_import(args: argparse.Namespace, out: TextIO | None = None) -> int:
         where = store.path
     print(f"imported {imported} run(s) into {where}; {skipped} already present", file=out)
     return 0
+
+
+def cmd_regrade(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Regrade matching runs; print the changes per scope and the fits made stale."""
+    out = out or sys.stdout
+    from mstui.core.grading import default_grader
+    from mstui.store.regrade import regrade
+
+    filters = filters_from(args)
+    grader = default_grader()
+    grader.warm()
+    err = sys.stderr
+
+    def progress(done: int, total: int) -> None:
+        if err.isatty() and (done == total or done % 10 == 0):
+            print(f"\rregrading: {done}/{total} runs", end="" if done < total else "\n",
+                  file=err, flush=True)
+
+    with open_existing_store(args.db, readonly=args.dry_run) as store:
+        report = regrade(store, grader=grader, dry_run=args.dry_run, on_run=progress,
+                         **filters)
+        where = store.path
+    scopes = sorted(report.scopes.items(), key=lambda kv: tuple(str(x) for x in kv[0]))
+    if args.json:
+        print(dumps({
+            "db": str(where), "dry_run": report.dry_run, "grader": report.grader,
+            "runs": report.runs, "rounds": report.rounds, "changed": report.changed,
+            "seconds": report.seconds, "stale_fits": report.stale_fits,
+            "scopes": [{"model": m, "problem_set": p, "strategy": st, **dataclasses.asdict(c)}
+                       for (m, p, st), c in scopes],
+        }), file=out)
+    else:
+        verb = "would change" if report.dry_run else "changed"
+        print(f"regraded {report.rounds} rounds of {report.runs} runs in {where} with "
+              f"{report.grader} in {report.seconds:.1f} s; {report.changed} label(s) {verb}",
+              file=out)
+        for (model, pset, strategy), c in scopes:
+            judges = ", ".join(f"{k} {v}" for k, v in sorted(c.judges.items()))
+            print(f"  {model} · {pset} · {strategy}: {c.changed} of {c.rounds} labels {verb} "
+                  f"(✗→✓ {c.to_right}, ✓→✗ {c.to_wrong}, →ungraded {c.to_ungraded}, "
+                  f"ungraded→graded {c.from_ungraded}); right {c.right_before} → "
+                  f"{c.right_after}; {c.answers} answer(s) re-read differently; judges: "
+                  f"{judges}", file=out)
+        if report.stale_fits:
+            print(f"fits marked stale: {', '.join(f'#{i}' for i in report.stale_fits)}"
+                  + ("" if args.refit else " (refit with `mstui fit`, or regrade with --refit)"),
+                  file=out)
+    if args.refit and not report.dry_run:
+        _refit(args, [scope for scope, c in scopes if c.changed], out)
+    return 0
+
+
+def _refit(args: argparse.Namespace, scopes: list[tuple[str | None, str | None, str | None]],
+           out: TextIO) -> None:
+    """Refit each changed scope that has a stale fit, as `mstui fit` would (by level where it
+    was fitted by level before). Scopes never fitted stay that way."""
+    from mstui.cli.fit_cmd import cmd_fit
+    from mstui.store.regrade import stale_scopes
+
+    with open_existing_store(args.db) as store:
+        stale = stale_scopes(store)
+    fitted = {(f["model"], f["problem_set"], f["strategy"]) for f in stale}
+    by_level = {(f["model"], f["problem_set"], f["strategy"]) for f in stale
+                if f["level"] is not None}
+    todo = [s for s in scopes if s in fitted]
+    if not todo:
+        print("no stale fit to refit", file=out)
+    for model, pset, strategy in todo:
+        try:
+            cmd_fit(argparse.Namespace(db=args.db, model=model, problem_set=pset,
+                                       strategy=strategy,
+                                       by_level=(model, pset, strategy) in by_level,
+                                       min_transitions=10, json=args.json), out)
+        except ValueError as exc:  # too little data left to fit: say so, refit the others
+            print(f"not refitted: {model} · {pset} · {strategy}: {exc}", file=out)

@@ -26,7 +26,7 @@ class Extraction:
 
     answer: str | None
     text: str | None
-    rule: str  # "boxed" | "answer-is" | "hashes" | "last-number" | "none"
+    rule: str  # "boxed" | "answer-is" | "hashes" | "latex" | "last-number" | "none"
     start: int
     end: int
 
@@ -40,14 +40,24 @@ _BOXED = re.compile(r"\\boxed\s*\{")
 # literals `\{` and `\}` never count towards balance.
 _BRACE_TOKEN = re.compile(r"\\\\|\\[{}]|[{}]")
 _ANSWER_IS = re.compile(r"\bthe\s+(?:final\s+)?answer\s+is\b", re.IGNORECASE)
+# "The final answer is X" is a conclusion: written after a box, it replaces the boxed answer (a
+# model that boxed a step and then concluded). A plain "the answer is" after a box stays narration.
+_FINAL_ANSWER_IS = re.compile(r"\bthe\s+final\s+answer\s+is\b", re.IGNORECASE)
 # A sentence/clause ends at . ! ? ; followed by whitespace or the end, or at ", " (thousands
 # separators never have a space after the comma, so "1,248" survives).
 _CLAUSE_END = re.compile(r"[.!?;](?=\s|$)|,(?=\s)")
 # Numbers for the last-number fallback. The look-behind keeps us from starting inside a word or
-# a number and treats "5-7" as two numbers (the hyphen is a range, not a minus sign).
+# a number and treats "5-7" as two numbers (the hyphen is a range, not a minus sign). A LaTeX
+# fraction of numbers is one number, read whole (so "= \frac{10}{9}" is 10/9, not its last 9),
+# and `{,}` is LaTeX's thousands separator ("14{,}916").
+_FRAC_NUMBER = (
+    r"[-−]?\\[dtc]?frac\s*"
+    r"(?:\{\s*[-−]?\d+(?:\.\d+)?\s*\}\s*\{\s*\d+(?:\.\d+)?\s*\}|\d\d(?!\d))"
+)
 _NUMBER = re.compile(
-    r"(?<![\w./])[-−]?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\d|,\d)"
-    r"|(?<![\w./])[-−]?\d+(?:\.\d+)?(?:/\d+)?"
+    rf"{_FRAC_NUMBER}"
+    r"|(?<![\w./])[-−]?\d{1,3}(?:(?:,|\{,\})\d{3})+(?:\.\d+)?(?!\d|,\d)"
+    r"|(?<![\w./])[-−]?(?:\d+(?:\.\d+)?|\.\d+)(?:/\d+)?"
 )
 _TRIM_CHARS = " \t\r\n.:*$"
 
@@ -120,11 +130,25 @@ def _line_end(response: str, pos: int) -> int:
     return len(response) if end == -1 else end
 
 
-def _extract_answer_is(response: str) -> Extraction | None:
-    last = _last_match(_ANSWER_IS, response)
-    if last is None:
+def _extract_answer_is(
+    response: str, pattern: re.Pattern[str] = _ANSWER_IS, after: int = 0
+) -> Extraction | None:
+    last = _last_match(pattern, response)
+    if last is None or last.start() < after:
         return None
     pos = last.end()
+    # "The final answer is $(-6, 10)$.": a math span is the answer whole; its commas do not
+    # end the clause.
+    head = pos
+    while head < len(response) and response[head] in " \t:*":
+        head += 1
+    opener = _MATH_OPEN.match(response, head)
+    span = _math_span(response, opener) if opener is not None else None
+    if span is not None and span[0] < span[1]:
+        text = response[span[0] : span[1]]
+        answer = normalize_answer(text)
+        if answer is not None:
+            return Extraction(answer, text, "answer-is", span[0], span[1])
     line_end = _line_end(response, pos)
     clause = _CLAUSE_END.search(response, pos, line_end)
     stop = clause.start() if clause else line_end
@@ -160,35 +184,128 @@ def _extract_last_number(response: str) -> Extraction | None:
     return Extraction(answer, text, "last-number", last.start(), last.end())
 
 
+# Openers of LaTeX math: display `$$…$$` and `\\[…\\]`, inline `\\(…\\)` and `$…$`.
+_MATH_OPEN = re.compile(r"\$\$|\\\[|\\\(|(?<!\\)\$")
+_MATH_CLOSE = {"$$": "$$", "\\[": "\\]", "\\(": "\\)"}
+
+
+def _inline_close(response: str, pos: int) -> int | None:
+    """The closing `$` of an inline span opened before `pos`: unescaped, on the same line."""
+    line_end = _line_end(response, pos)
+    while True:
+        end = response.find("$", pos, line_end)
+        if end == -1:
+            return None
+        if response[end - 1] != "\\":
+            return end
+        pos = end + 1
+
+
+def _math_span(response: str, opener: re.Match[str]) -> tuple[int, int, int] | None:
+    """(content start, content end, resume at) of the math span `opener` opens; None when it
+    does not close, or when a `$…$` pair is two prices: a closing `$` followed by a digit
+    ("$5 and $6") is currency, and the caller resumes at it, since it may open a span itself."""
+    start = opener.end()
+    if opener.group() == "$":
+        end = _inline_close(response, start)
+        if end is None:
+            return None
+        after = end + 1
+        if response[after : after + 1].isdigit():
+            return end, end, end  # empty: not math
+    else:
+        end = response.find(_MATH_CLOSE[opener.group()], start)
+        if end == -1:
+            return None
+        after = end + len(_MATH_CLOSE[opener.group()])
+    while start < end and response[start].isspace():
+        start += 1
+    while end > start and response[end - 1].isspace():
+        end -= 1
+    return start, end, after
+
+
+def _extract_math(response: str) -> Extraction | None:
+    """The content of the last LaTeX math span (`$[0,1)$`, `\\(x \\geq 5\\)`)."""
+    if "$" not in response and "\\(" not in response and "\\[" not in response:
+        return None
+    last: tuple[int, int] | None = None
+    pos = 0
+    unclosed: set[str] = set()  # display/`\\(` openers with no closer left: skip the rest
+    while (m := _MATH_OPEN.search(response, pos)) is not None:
+        span = None if m.group() in unclosed else _math_span(response, m)
+        if span is None:
+            if m.group() != "$":  # `$` closes per line; the others search to the end once
+                unclosed.add(m.group())
+            pos = m.end()
+            continue
+        lo, hi, pos = span
+        if lo < hi:
+            last = (lo, hi)
+    if last is None:
+        return None
+    text = response[last[0] : last[1]]
+    answer = normalize_answer(text)
+    if answer is None:
+        return None
+    return Extraction(answer, text, "latex", last[0], last[1])
+
+
 def extract_answer(response: str) -> Extraction:
-    """Final answer: last balanced `\\boxed{}`, else "the answer is X", "#### X", last number."""
+    """Final answer: last balanced `\\boxed{}`, else "the answer is X", "#### X", else the last
+    LaTeX math span or the last number, whichever is later.
+
+    One exception to that order: "the final answer is X" written after the last box wins over
+    the box, since the model concluded after boxing.
+    """
     if not response:
         return _NONE
-    for rule in (_extract_boxed, _extract_answer_is, _extract_hashes, _extract_last_number):
+    boxed = _extract_boxed(response)
+    if boxed is not None:
+        later = _extract_answer_is(response, _FINAL_ANSWER_IS, after=boxed.end)
+        return later if later is not None else boxed
+    for rule in (_extract_answer_is, _extract_hashes):
         found = rule(response)
         if found is not None:
             return found
-    return _NONE
+    # The last LaTeX math span or the last number, whichever comes later: a number inside the
+    # span ("$x \\geq 5$") is part of it, one written after it ("let $x$ be …, so 7") is not.
+    math, number = _extract_math(response), _extract_last_number(response)
+    if math is not None and (number is None or number.start < math.end):
+        return math
+    return number or _NONE
 
 
 # --- normalization --------------------------------------------------------------------------
 
 # LaTeX wrappers whose content is the answer itself.
-_WRAPPERS = re.compile(r"\\(?:text|textbf|textrm|mathrm|mathbf|mbox|boxed|fbox)\s*\{([^{}]*)\}")
-_FRAC_SHORT = re.compile(r"\\[dt]?frac\s*(\d)\s*(\d)")  # \frac12, \dfrac34
-_FRAC = re.compile(r"\\[dt]?frac\s*\{\s*([^{}]*?)\s*\}\s*\{\s*([^{}]*?)\s*\}")
+_WRAPPERS = re.compile(
+    r"\\(?:text|textnormal|textbf|textit|textrm|textsf|textup|mathrm|mathbf|mathit|mathsf|mbox"
+    r"|boxed|fbox)\s*\{([^{}]*)\}"
+)
+_FRAC_SHORT = re.compile(r"\\[dtc]?frac\s*(\d)\s*(\d)")  # \frac12, \dfrac34
+_FRAC_KIND = re.compile(r"\\[dtc]frac(?![a-zA-Z])")  # \dfrac, \tfrac and \cfrac are \frac
+_FRAC = re.compile(r"\\frac\s*\{\s*([^{}]*?)\s*\}\s*\{\s*([^{}]*?)\s*\}")
+# `\sqrt3`, `\sqrt 2`: without braces TeX takes the next character as the argument.
+_SQRT_BARE = re.compile(r"\\sqrt\s*([0-9a-zA-Z])")
+_THOUSANDS_BRACES = re.compile(r"(?<=\d)\{,\}(?=\d)")  # LaTeX's `14{,}916`
 _VAR_EQUALS = re.compile(r"^[a-zA-Z]\s*=\s*")  # "x = 5" -> "5"
 _NUM_CORE = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|\.\d+"
+# What may follow a number and be dropped: %, °, "percent", or a word unit. Word units ("12
+# apples", "5 miles per hour") need a space before them so "5i" or "3x" stay expressions; %
+# goes too, so "12%" == "12" (gold sets write either).
+_UNIT = r"\s*(?:%|°|percent\b|(?<=\s)[a-z][a-z .'/-]*)?"
 # A whole answer that is a number: sign, currency, value, optional /denominator, optional unit.
-# Word units ("12 apples", "5 miles per hour") need a space before them so "5i" or "3x" stay
-# expressions; %, ° and "percent" are dropped too, so "12%" == "12" (gold sets write either).
 _NUMERIC = re.compile(
     rf"^(?P<sign>[-+−]?)\s*(?:[$€£¥]|usd\b)?\s*(?P<sign2>[-+−]?)(?P<num>{_NUM_CORE})"
-    rf"(?:\s*/\s*(?P<den>{_NUM_CORE}))?"
-    r"\s*(?:%|°|percent\b|(?<=\s)[a-z][a-z .'/-]*)?$",
+    rf"(?:\s*/\s*(?P<den>{_NUM_CORE}))?{_UNIT}$",
     re.IGNORECASE,
 )
-_SPACE_AROUND_SYMBOL = re.compile(r"\s+(?=[^\w\s])|(?<=[^\w\s])\s+")
+_UNIT_ONLY = re.compile(rf"{_UNIT}$", re.IGNORECASE)  # after a fraction: "\frac{3}{4} miles"
+# Spaces around symbols go ("x + 1" is "x+1"), except around commas: "32, 349" is a list, and
+# joining it into "32,349" would make a second pass read the number 32349.
+_SPACE_AROUND_SYMBOL = re.compile(r"\s+(?=[^\w\s,])|(?<=[^\w\s,])\s+")
+_MAX_PASSES = 8  # normalization repeats until nothing changes; real answers settle in 2
 _MAX_DIGITS = 200  # longer digit runs are not answers; also avoids int() digit limits
 
 
@@ -242,7 +359,9 @@ def _strip_latex(text: str) -> str:
     s = text.replace("**", "")
     s = s.replace("\\$", "").replace("$", "")
     s = s.replace("\\%", "%")
-    s = s.replace("\\left", "").replace("\\right", "")
+    # Before the wrappers: their content may not hold braces, and `{,}` is just a separator.
+    s = _THOUSANDS_BRACES.sub("", s)
+    s = s.replace("\\left", "").replace("\\right", "").replace("\\displaystyle", "")
     # Thin/negative spaces (`1\,000` is a LaTeX thousands separator) and `~` vanish.
     s = re.sub(r"\\[,!;: ]|~", "", s)
     s = re.sub(r"\^\s*\{?\\circ\}?", "°", s)
@@ -251,6 +370,8 @@ def _strip_latex(text: str) -> str:
         if not count:
             break
     s = _FRAC_SHORT.sub(r"\\frac{\1}{\2}", s)
+    s = _FRAC_KIND.sub(r"\\frac", s)
+    s = _SQRT_BARE.sub(r"\\sqrt{\1}", s)
     return s
 
 
@@ -269,11 +390,29 @@ def _strip_outer_braces(s: str) -> str:
     return s[i : j + 1]
 
 
+def _unwrap_parens(s: str) -> str:
+    """`( \\frac{1}{3} )` -> `\\frac{1}{3}`: parentheses around the whole answer only group.
+
+    Only called where the content must then read as one number, so `(1, 2)` is never changed
+    into something else.
+    """
+    while len(s) >= 2 and s[0] == "(" and s[-1] == ")":
+        depth = 0
+        for i, ch in enumerate(s):
+            depth += (ch == "(") - (ch == ")")
+            if depth == 0 and i < len(s) - 1:
+                return s  # "(1)+(2)": the first parenthesis closes early
+        s = s[1:-1].strip()
+    return s
+
+
 def _parse_value(s: str) -> Fraction | None:
-    """A number, or `\\frac{a}{b}` with numeric parts (optionally signed), as an exact value."""
+    """A number, or `\\frac{a}{b}` with numeric parts (optionally signed, optionally with a unit
+    after it), either possibly in one pair of parentheses, as an exact value."""
+    s = _unwrap_parens(s)
     body = s.lstrip("-−+ ")
-    m = _FRAC.fullmatch(body)
-    if m is None:
+    m = _FRAC.match(body)
+    if m is None or _UNIT_ONLY.match(body, m.end()) is None:
         return _parse_number(s)
     num, den = _parse_number(m.group(1)), _parse_number(m.group(2))
     if num is None or den is None or den == 0:
@@ -284,15 +423,7 @@ def _parse_value(s: str) -> Fraction | None:
     return -value if negative else value
 
 
-def normalize_answer(text: str | None) -> str | None:
-    """Canonical form of an answer for comparison; None when empty.
-
-    Numbers lose commas, currency, percent signs and trailing unit words, and are written
-    exactly (see `_canonical_number`), so "$1,248.00" == "1248" and "\\frac{1}{2}" == "0.5".
-    Anything else is lowercased with whitespace collapsed and dropped around symbols.
-    """
-    if text is None:
-        return None
+def _normalize_once(text: str) -> str | None:
     s = _strip_latex(text).strip()
     s = _strip_outer_braces(s)
     s = _VAR_EQUALS.sub("", s)
@@ -306,6 +437,29 @@ def normalize_answer(text: str | None) -> str | None:
     # "x + 1" and "x+1" are the same expression; word answers keep their single spaces.
     s = _SPACE_AROUND_SYMBOL.sub("", s)
     return s or None
+
+
+def normalize_answer(text: str | None) -> str | None:
+    """Canonical form of an answer for comparison; None when empty. Idempotent.
+
+    Numbers lose commas, currency, percent signs and trailing unit words, and are written
+    exactly (see `_canonical_number`), so "$1,248.00" == "1248" and "\\frac{1}{2}" == "0.5".
+    Anything else is lowercased with whitespace collapsed and dropped around symbols.
+    """
+    if text is None:
+        return None
+    s = _normalize_once(text)
+    # The text form of one pass can read differently to the next ("x = y = 5" loses one "x ="
+    # per pass), so passes repeat until nothing changes: a verdict must never depend on how many
+    # times a value was normalized on its way (the loop used to normalize answers twice).
+    for _ in range(_MAX_PASSES):
+        if s is None:
+            return None
+        again = _normalize_once(s)
+        if again == s:
+            break
+        s = again
+    return s
 
 
 def answers_match(pred: str | None, gold: str) -> bool:

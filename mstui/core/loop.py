@@ -7,7 +7,7 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
-from mstui.core.answers import answers_match, extract_answer, span_logprob
+from mstui.core.answers import extract_answer, span_logprob
 from mstui.core.backend import (
     Backend,
     BackendError,
@@ -17,6 +17,7 @@ from mstui.core.backend import (
     Piece,
     PromptTooLong,
 )
+from mstui.core.grading import Grade, grade_answer
 from mstui.core.prompts import Prompter
 from mstui.core.reasoning import (
     THINK_TAGS,
@@ -144,8 +145,16 @@ def score_round(
     logprob = None
     if ext.answer is not None and any(p.logprob is not None for p in pieces):
         logprob = span_logprob([(p.text, p.logprob) for p in pieces], ext.start, ext.end)
-    correct = None if gold is None or unfinished else answers_match(ext.answer, gold)
     thinking_tokens = _pieces_before(pieces, split.thinking_end) if split.has_thinking else 0
+    # The extracted text as written, not its normalized form: the grader normalizes once. A
+    # cancelled or failed round is never a label (it has no answer), so it is never graded and
+    # a cancel never waits on Math-Verify.
+    if gold is None:
+        grade = Grade(None, "none")
+    elif unfinished:
+        grade = Grade(None, "none", f"not graded: the round was {stats.finish_reason}")
+    else:
+        grade = grade_answer(ext.text, gold)
     return RoundRecord(
         index=index,
         prompt=prompt,
@@ -157,7 +166,7 @@ def score_round(
         answer=ext.answer,
         answer_text=ext.text,
         extraction_rule=ext.rule,
-        correct=correct,
+        correct=grade.correct,
         prompt_tokens=stats.prompt_tokens,
         completion_tokens=stats.completion_tokens,
         cached_tokens=stats.cached_tokens,
@@ -168,6 +177,8 @@ def score_round(
                             truncated=truncated,
                             thinking_tokens=thinking_tokens if split.has_thinking else None),
         error=stats.error,
+        judge=None if gold is None else grade.judge,
+        grade_error=grade.note or None,
     )
 
 

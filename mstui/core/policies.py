@@ -242,7 +242,7 @@ class OraclePolicy:
         """Stop when correct; raises ValueError when a round has no gold label."""
         t = _check(history, max_rounds)
         ok = history[-1].correct
-        if ok is None:
+        if ok is None and history[-1].judge not in ("timeout", "error"):
             raise ValueError("the oracle policy needs gold answers (RoundRecord.correct is None)")
         if ok:
             return Decision(
@@ -250,9 +250,9 @@ class OraclePolicy:
             )
         if _capped(t, max_rounds):
             return _cap_decision(t, self.spec, max_rounds)
-        return Decision(
-            t, "continue", "oracle", "This round's answer is wrong.", self.spec, cap=max_rounds
-        )
+        # A round whose grading timed out is not known to be right: the oracle goes on.
+        why = "This round's answer is wrong." if ok is False else "This round could not be graded."
+        return Decision(t, "continue", "oracle", why, self.spec, cap=max_rounds)
 
 
 AnyPolicy = MarkovPolicy | GatePolicy | FixedPolicy | NonePolicy | RepeatPolicy | OraclePolicy

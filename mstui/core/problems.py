@@ -35,13 +35,23 @@ class ProblemSetError(ValueError):
 
 @dataclass(frozen=True)
 class Problem:
-    """One question with its gold answer (already normalized with `normalize_answer`)."""
+    """One question with its gold answer, normalized (`answer`) and as the source wrote it.
+
+    Rounds are graded against `gold`, the raw form: a normalized gold can lose what an
+    equivalence judge needs (`\\boxed{14{,}916}` once became `14{,}916`, which nothing matched).
+    """
 
     id: str
     question: str
-    answer: str
+    answer: str  # normalized with `normalize_answer`: shown, and compared by the exact judge
     level: int | None
     source: str  # the problem set's name: "gen", "gen:L3", or a JSONL file's stem
+    raw_answer: str | None = None  # the gold as given (GSM8K's text after "####", a box's content)
+
+    @property
+    def gold(self) -> str:
+        """The gold answer to grade against: as given when known, else the normalized one."""
+        return self.raw_answer if self.raw_answer is not None else self.answer
 
 
 # --- the generator --------------------------------------------------------------------------
@@ -300,16 +310,17 @@ class _BadLine(Exception):
     """One line cannot become a problem; the message says why."""
 
 
-def _gold_from(record: dict[str, Any]) -> str:
-    """Gold: `answer` (GSM8K's `#### N` tail if present), else a MATH `solution`'s `\\boxed{}`."""
+def _gold_from(record: dict[str, Any]) -> tuple[str, str]:
+    """(normalized, as given) gold: `answer` (GSM8K's `#### N` tail if present), else a MATH
+    `solution`'s `\\boxed{}` content."""
     raw = record.get("answer")
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         solution = record.get("solution")
         if isinstance(solution, str):
             found = extract_answer(solution)
-            if found.rule != "boxed" or found.answer is None:
+            if found.rule != "boxed" or found.answer is None or found.text is None:
                 raise _BadLine("no 'answer' field and no \\boxed{} answer in 'solution'")
-            return found.answer
+            return found.answer, found.text.strip()
         raise _BadLine("missing 'answer' field (or a MATH 'solution' with \\boxed{})")
     if isinstance(raw, bool) or not isinstance(raw, str | int | float):
         raise _BadLine(f"'answer' must be a string or a number, not {type(raw).__name__}")
@@ -319,7 +330,7 @@ def _gold_from(record: dict[str, Any]) -> str:
     gold = normalize_answer(text)
     if gold is None:
         raise _BadLine("the 'answer' is empty")
-    return gold
+    return gold, text.strip()
 
 
 def _level_from(value: object) -> tuple[int | None, str | None]:
@@ -347,13 +358,13 @@ def _problem_from(
     question = record.get("question", record.get("problem"))
     if not isinstance(question, str) or not question.strip():
         raise _BadLine("missing 'question' (or MATH-style 'problem') field")
-    gold = _gold_from(record)
+    gold, raw_gold = _gold_from(record)
     pid = str(record["id"]) if record.get("id") not in (None, "") else f"{stem}-{lineno}"
     if pid in seen:
         raise _BadLine(f"duplicate id {pid!r} (first used on line {seen[pid]})")
     seen[pid] = lineno
     level, warning = _level_from(record.get("level"))
-    return Problem(pid, question.strip(), gold, level, stem), warning
+    return Problem(pid, question.strip(), gold, level, stem, raw_gold), warning
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str | None]]:

@@ -32,7 +32,8 @@ class RoundRecord:
     """One finished round: what was asked, what came back, and what it cost.
 
     This is the unit the store persists and the policies read. `correct` is None when no gold
-    answer is known (a live question) and is only ever read by the `oracle` policy.
+    answer is known (a live question) or the grading timed out or failed (see `judge` and
+    `grade_error`), and is only ever read by the `oracle` policy.
     """
 
     index: int
@@ -50,6 +51,10 @@ class RoundRecord:
     gen_seconds: float  # first token to last
     observation: Observation
     error: str | None = None
+    # Who decided `correct` (core.grading's judges: "exact", "math-verify", "none", "timeout",
+    # "error"); None for rounds graded before judges were recorded, or without gold.
+    judge: str | None = None
+    grade_error: str | None = None  # why a round is ungraded, or what the judge could not read
     # A reasoning round's parts (DESIGN §2.1). `response` stays the full raw text; `final` is
     # what the answer was extracted from (the whole response for a model that does not think).
     thinking: str = ""

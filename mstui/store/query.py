@@ -26,6 +26,7 @@ RUN_COLUMNS = (
     "level",
     "question",
     "gold",
+    "gold_raw",
     "strategy",
     "policy",
     "max_rounds",
@@ -132,11 +133,14 @@ def problem_row(p: Any, problem_set: str | None) -> dict[str, Any]:
         raise ValueError("a problem needs an id and a problem set (pass problem_set=)")
     gold = get("answer")
     gold = get("gold") if gold is None else gold
+    raw = get("raw_answer")
+    raw = get("gold_raw") if raw is None else raw
     return {
         "problem_set": pset,
         "id": str(get("id")),
         "question": get("question"),
         "gold": None if gold is None else str(gold),
+        "gold_raw": None if raw is None else str(raw),
         "level": get("level"),
         "source": get("source"),
     }

@@ -34,6 +34,8 @@ ROUND_COLUMNS = (
     "thinking_tokens",
     "obs_truncated",
     "obs_thinking_tokens",
+    "judge",
+    "grade_error",
 )
 DECISION_COLUMNS = (
     "round",
@@ -104,6 +106,8 @@ def round_row(run_id: int, r: RoundRecord) -> dict[str, Any]:
         "thinking_tokens": r.thinking_tokens,
         "obs_truncated": int(o.truncated),
         "obs_thinking_tokens": o.thinking_tokens,
+        "judge": r.judge,
+        "grade_error": r.grade_error,
     }
 
 
@@ -136,6 +140,9 @@ def round_record(row: Mapping[str, Any]) -> RoundRecord:
         final=row.get("final"),
         truncated=bool(row.get("truncated") or 0),
         thinking_tokens=int(row.get("thinking_tokens") or 0),
+        # Exports written before judges were recorded have no such keys.
+        judge=row.get("judge"),
+        grade_error=row.get("grade_error"),
     )
 
 

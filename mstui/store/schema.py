@@ -205,6 +205,45 @@ def m003_reasoning(db: Database) -> None:
     rounds.add_column("obs_thinking_tokens", int)
 
 
+@migrations(name="m004_grading")
+def m004_grading(db: Database) -> None:
+    """Who graded each round, the gold as given, regrading history, and stale fits."""
+    # The gold as the source wrote it (`\\boxed{14{,}916}`), beside the normalized `gold`: an
+    # equivalence judge needs the original, and regrading needs whatever the next grader needs.
+    db.table("problems").add_column("gold_raw", str)
+    db.table("runs").add_column("gold_raw", str)
+    # "exact", "math-verify", "none", "timeout" or "error" (core.grading); NULL for rounds
+    # graded before this migration. `grade_error` says why a round is ungraded.
+    db.table("rounds").add_column("judge", str)
+    db.table("rounds").add_column("grade_error", str)
+    # Set (to why and when) when a regrade changed labels the fit was made from.
+    db.table("fits").add_column("stale", str)
+    db.table("grade_history").create(
+        {
+            "id": int,
+            "round_id": int,
+            "run_id": int,
+            "idx": int,
+            "changed_at": str,
+            "grader": str,  # the grader that replaced these values, with its version
+            # The round's values before the regrade …
+            "correct": int,
+            "judge": str,
+            "answer": str,
+            "answer_text": str,
+            "extraction_rule": str,
+            # … and after it, so a history row reads on its own.
+            "new_correct": int,
+            "new_judge": str,
+        },
+        pk="id",
+        not_null={"round_id", "run_id", "idx", "changed_at"},
+        foreign_keys=[("round_id", "rounds", "id"), ("run_id", "runs", "id")],
+    )
+    db.table("grade_history").create_index(["round_id"])
+    db.table("grade_history").create_index(["run_id", "idx"])
+
+
 # Schema version N means the first N migrations have run; it is also written to
 # PRAGMA user_version so other SQLite tools (and an old mstui) can read it cheaply.
 MIGRATION_NAMES: list[str] = [m.name for m in migrations._migrations]

@@ -109,9 +109,13 @@ class Store(StoreBase):
         fit_id: int | None = None,
         settings: Mapping[str, Any] | None = None,
         sweep: str | None = None,
+        gold_raw: str | None = None,
         claim: bool = False,
     ) -> int:
         """Insert a 'running' run row, committed at once, and return its id.
+
+        `gold` is the normalized gold answer, `gold_raw` the gold as given (what rounds are graded
+        against, and regraded against later).
 
         With `claim`, the row is a claim on its problem in this configuration (problem set,
         problem, model, strategy, policy, cap): AlreadyClaimed is raised, and nothing written,
@@ -131,6 +135,7 @@ class Store(StoreBase):
             "level": level,
             "question": question,
             "gold": gold,
+            "gold_raw": gold_raw,
             "strategy": strategy,
             "policy": policy,
             "max_rounds": max_rounds,

@@ -32,6 +32,9 @@ class MstuiApp(App[None]):
         Binding("f", "fit", "Fit"),
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit", "Quit"),
+        # Hidden from the footer (listed in help): how each ✓/✗ was decided, on the live,
+        # replay and traces screens.
+        Binding("a", "grading", "Grading", show=False),
     ]
 
     def __init__(
@@ -162,6 +165,12 @@ class MstuiApp(App[None]):
 
         self._to_base()
         self.push_screen(FitScreen())
+
+    def action_grading(self) -> None:
+        """Each round's extracted text, the gold and the judge, for the run on screen."""
+        from mstui.ui.grading import open_grading
+
+        open_grading(self)
 
     def action_help(self) -> None:
         """Show every key."""

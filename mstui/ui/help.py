@@ -17,6 +17,8 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         (
             ("t", "traces: browse, search and replay stored runs"),
             ("f", "fit: chain fits per scope, checks, refit"),
+            ("a", "grading: each round's extracted answer, the gold and who judged ✓/✗ "
+                  "(live, replay, traces)"),
             ("?", "this help"),
             ("q", "quit"),
             (

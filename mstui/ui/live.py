@@ -298,7 +298,7 @@ class LiveScreen(Screen[None]):
         app = self.mstui
         req = RunRequest(
             q,
-            gold=p.answer if p else None,
+            gold=p.gold if p else None,  # as given: rounds are graded against it
             problem_set=self.picker.set_name if p else None,
             problem_id=p.id if p else None,
             level=p.level if p else None,

@@ -213,6 +213,10 @@ class ModelWorker:
             self.post(m.RunDone(None, "error", None, None, 0, "no model loaded"))
             return
         config = req.config or self.config
+        if req.gold is not None:
+            from mstui.core.grading import default_grader
+
+            default_grader().warm()  # the grading process starts while round 0 streams
         found = None
         if self.store is not None and (req.auto_policy or needs_fit(config.policy_spec)):
             try:
@@ -280,6 +284,7 @@ class ModelWorker:
     def _recorder(
         self, config: RunConfig, req: RunRequest, fit_id: int | None, policy: str
     ) -> RunRecorder | None:
+        from mstui.core.answers import normalize_answer
         from mstui.session import RunRecorder
         from mstui.store import StoreError
 
@@ -292,7 +297,8 @@ class ModelWorker:
                         {
                             "id": req.problem_id,
                             "question": req.question,
-                            "answer": req.gold,
+                            "answer": normalize_answer(req.gold) or req.gold,
+                            "raw_answer": req.gold,  # the gold as given
                             "level": req.level,
                         }
                     ],

@@ -1,0 +1,246 @@
+"""Regrading stored rounds with the current grader: labels updated, old ones kept in history.
+
+Every number mstui shows rests on the stored correct/wrong labels, so when extraction or grading
+improves, the stored labels can be brought up to date instead of regenerating the traces. A
+round is re-read from its stored response (answer span, rule), graded against its run's gold as
+given, and its label-free features that depend on the answers (found, changed, agreement) are
+recomputed. What changed is kept in `grade_history`; fits made from changed labels are marked
+stale until refitted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from mstui.core.answers import extract_answer
+from mstui.core.grading import Grade, Grader, default_grader
+from mstui.core.loop import observe
+from mstui.store import records
+from mstui.store.query import run_filter
+from mstui.store.store import Store
+
+Scope = tuple[str | None, str | None, str | None]  # model, problem set, strategy
+
+_ROUND_SQL = (
+    "SELECT id, idx, response, answer, answer_text, extraction_rule, correct, judge, "
+    "grade_error, obs_found, obs_changed, obs_agreement, finish_reason, final, truncated "
+    "FROM rounds "
+    "WHERE run_id = ? ORDER BY idx"
+)
+UNSCORED = ("cancelled", "error")  # as in score_round: no answer, not graded
+
+
+@dataclass
+class ScopeChange:
+    """What a regrade did to one scope's labels."""
+
+    rounds: int = 0  # rounds regraded
+    changed: int = 0  # labels that are now different (any of the three kinds below)
+    to_right: int = 0  # wrong → right
+    to_wrong: int = 0  # right → wrong
+    to_ungraded: int = 0  # right or wrong → ungraded (grading timed out or failed)
+    from_ungraded: int = 0  # ungraded → right or wrong
+    answers: int = 0  # rounds whose extracted answer text changed
+    judges: dict[str, int] = field(default_factory=dict)  # who decided, after the regrade
+    right_before: int = 0
+    right_after: int = 0
+
+    def count(self, old: int | None, new: bool | None, judge: str | None,
+              answer_changed: bool) -> None:
+        """Add one regraded round."""
+        self.rounds += 1
+        self.judges[judge or "—"] = self.judges.get(judge or "—", 0) + 1
+        self.answers += answer_changed
+        was = None if old is None else bool(old)
+        self.right_before += was is True
+        self.right_after += new is True
+        if was == new:
+            return
+        self.changed += 1
+        if new is None:
+            self.to_ungraded += 1
+        elif was is None:
+            self.from_ungraded += 1
+        elif new:
+            self.to_right += 1
+        else:
+            self.to_wrong += 1
+
+
+@dataclass
+class RegradeReport:
+    """The outcome of `regrade`: per-scope changes, fits marked stale, the grader used."""
+
+    runs: int = 0
+    scopes: dict[Scope, ScopeChange] = field(default_factory=dict)
+    stale_fits: list[int] = field(default_factory=list)
+    grader: str = ""
+    seconds: float = 0.0
+    dry_run: bool = False
+
+    @property
+    def rounds(self) -> int:
+        """Rounds regraded in all."""
+        return sum(s.rounds for s in self.scopes.values())
+
+    @property
+    def changed(self) -> int:
+        """Labels changed in all."""
+        return sum(s.changed for s in self.scopes.values())
+
+
+def grader_label(grader: Grader) -> str:
+    """The grader and its version, as recorded in history rows."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        mine = version("mstui")
+    except PackageNotFoundError:
+        mine = "dev"
+    mv = grader.mathverify_version or "not started"
+    return f"mstui {mine} + math-verify {mv}"
+
+
+def regrade(store: Store, *, grader: Grader | None = None, dry_run: bool = False,
+            on_run: Callable[[int, int], None] | None = None, **filters: Any) -> RegradeReport:
+    """Regrade every round of the runs matching `filters` (list_runs' filters) that have gold.
+
+    Runs are graded one at a time, their rounds in parallel on the grader's workers, and each
+    run's updates are committed together. `dry_run` counts what would change and writes nothing.
+    `on_run(done, total)` is called after each run.
+    """
+    grader = grader or default_grader()
+    started = time.perf_counter()
+    report = RegradeReport(dry_run=dry_run)
+    where, params = run_filter(**filters)
+    with store._read() as db:
+        runs = db.execute(
+            "SELECT id, model, problem_set, strategy, coalesce(gold_raw, gold), final_round "
+            f"FROM runs WHERE {where} AND runs.gold IS NOT NULL ORDER BY id",
+            params,
+        ).fetchall()
+    changed_scopes: set[Scope] = set()
+    with ThreadPoolExecutor(max_workers=grader.workers, thread_name_prefix="regrade") as pool:
+        for n, (run_id, model, pset, strategy, gold, final_round) in enumerate(runs, 1):
+            scope: Scope = (model, pset, strategy)
+            change = report.scopes.setdefault(scope, ScopeChange())
+            before = change.changed
+            _regrade_run(store, pool, grader, run_id, gold, final_round, change, dry_run)
+            if change.changed > before:
+                changed_scopes.add(scope)
+            report.runs += 1
+            if on_run is not None:
+                on_run(n, len(runs))
+    report.grader = grader_label(grader)
+    if not dry_run:
+        report.stale_fits = _mark_stale(store, changed_scopes, report)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _regrade_run(store: Store, pool: ThreadPoolExecutor, grader: Grader, run_id: int,
+                 gold: str, final_round: int | None, change: ScopeChange,
+                 dry_run: bool) -> None:
+    with store._read() as db:
+        rows = [dict(r) for r in db.query(_ROUND_SQL, [run_id])]
+    # The same reading as the loop's score_round: the answer comes from the final part only
+    # (the whole response for a model that does not think); a round that ended inside its
+    # thinking, was cancelled or failed has none and is not graded.
+    def read(r: dict[str, Any]) -> Any:
+        if r["truncated"] or r["finish_reason"] in UNSCORED:
+            return extract_answer("")
+        return extract_answer(r["response"] if r["final"] is None else r["final"])
+
+    def judge(r: dict[str, Any], text: str | None) -> Grade:
+        if r["finish_reason"] in UNSCORED:
+            return Grade(None, "none", f"not graded: the round was {r['finish_reason']}")
+        return grader.grade(text, gold)
+
+    exts = [read(r) for r in rows]
+    grades: list[Grade] = list(pool.map(lambda re: judge(re[0], re[1].text),
+                                        zip(rows, exts, strict=True)))
+    updates: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    answers: list[str | None] = []
+    for row, ext, grade in zip(rows, exts, grades, strict=True):
+        obs = observe(ext.answer, answers, None)
+        answers.append(ext.answer)
+        new = {
+            "answer": ext.answer,
+            "answer_text": ext.text,
+            "extraction_rule": ext.rule,
+            "correct": None if grade.correct is None else int(grade.correct),
+            "judge": grade.judge,
+            "grade_error": grade.note or None,
+            "obs_found": int(obs.found),
+            "obs_changed": None if obs.changed is None else int(obs.changed),
+            "obs_agreement": obs.agreement,
+        }
+        change.count(row["correct"], grade.correct, grade.judge,
+                     row["answer_text"] != ext.text)
+        if any(row[k] != v for k, v in new.items()):
+            updates.append((row, new))
+    if dry_run or not updates:
+        return
+    label = grader_label(grader)
+    with store._write() as db:
+        at = records.now()
+        for row, new in updates:
+            db.execute(
+                f"UPDATE rounds SET {', '.join(f'{k} = ?' for k in new)} WHERE id = ?",
+                [*new.values(), row["id"]],
+            )
+            if any(row[k] != new[k] for k in ("correct", "judge", "answer", "answer_text")):
+                db.execute(
+                    "INSERT INTO grade_history (round_id, run_id, idx, changed_at, grader, "
+                    "correct, judge, answer, answer_text, extraction_rule, new_correct, "
+                    "new_judge) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [row["id"], run_id, row["idx"], at, label, row["correct"], row["judge"],
+                     row["answer"], row["answer_text"], row["extraction_rule"], new["correct"],
+                     new["judge"]],
+                )
+        if final_round is not None:
+            # The run's final answer is its final round's, re-read like the rest.
+            pick = "(SELECT {} FROM rounds WHERE run_id = ? AND idx = ?)"
+            db.execute(
+                f"UPDATE runs SET final_answer = {pick.format('answer')}, "
+                f"final_answer_text = {pick.format('answer_text')}, "
+                f"final_correct = {pick.format('correct')} WHERE id = ?",
+                [run_id, final_round] * 3 + [run_id],
+            )
+
+
+def _mark_stale(store: Store, scopes: Iterable[Scope], report: RegradeReport) -> list[int]:
+    """Mark the fits of scopes whose labels changed (every level) as stale; their ids."""
+    ids: list[int] = []
+    note = f"labels regraded {records.now()[:16].replace('T', ' ')} UTC ({report.grader})"
+    with store._write() as db:
+        for model, pset, strategy in sorted(scopes, key=str):
+            found = [r[0] for r in db.execute(
+                "SELECT id FROM fits WHERE model IS ? AND problem_set IS ? AND strategy IS ? "
+                "AND stale IS NULL", [model, pset, strategy])]
+            if found:
+                db.execute(
+                    f"UPDATE fits SET stale = ? WHERE id IN ({', '.join('?' * len(found))})",
+                    [note, *found],
+                )
+            ids += found
+    return sorted(ids)
+
+
+def grade_history(store: Store, run_id: int) -> list[dict[str, Any]]:
+    """Earlier labels of a run's rounds, oldest change first."""
+    with store._read() as db:
+        return list(db.query(
+            "SELECT * FROM grade_history WHERE run_id = ? ORDER BY idx, id", [run_id]))
+
+
+def stale_scopes(store: Store) -> list[dict[str, Any]]:
+    """Scopes whose newest fit is stale, with that fit's id and level."""
+    with store._read() as db:
+        return list(db.query(
+            "SELECT id, model, problem_set, strategy, level, stale FROM fits WHERE stale IS NOT "
+            "NULL AND id IN (SELECT max(id) FROM fits GROUP BY scope) ORDER BY id"))

@@ -65,8 +65,9 @@ async def test_scripted_run_streams_rounds_and_stores_them(tmp_path: Path) -> No
         strip = text_of(live.query_one(RoundStrip))
         for i, ans in enumerate(["18", "17", "17", "17"]):
             assert f"#{i} {ans}" in strip
-        # Every token reached the screen: the shown text is the last round's whole response.
-        assert live.query_one(StreamView).text == SCRIPT[3]
+        # Every token reached the screen: the drawn text is the last round's whole response.
+        view = live.query_one(StreamView)
+        assert view.final == view.text == SCRIPT[3] and not view.reasoning
         assert "fixed:3" in text_of(live.query_one(DecisionPanel))
         run_id = live.run_id
     assert run_id is not None
@@ -122,7 +123,7 @@ async def test_tiny_gguf_runs_in_the_worker_thread(tmp_path: Path, tiny_gguf: Pa
         )
         records = app.live.records
         assert [r.finish_reason for r in records] == ["length", "length"], records[-1].error
-        assert app.live.query_one(StreamView).text == records[-1].response
+        assert app.live.query_one(StreamView).final == records[-1].response
         run_id = app.live.run_id
     with Store(db) as store:
         stored = store.get_run(run_id)  # type: ignore[arg-type]

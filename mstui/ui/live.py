@@ -20,8 +20,17 @@ from mstui.core.types import Decision, RoundRecord
 from mstui.ui import messages as m
 from mstui.ui.charts import AccuracyChart
 from mstui.ui.picker import ProblemPicker
+from mstui.ui.tokens import RoundTracker
 from mstui.ui.view import EMPTY_VIEW, ProbView
-from mstui.ui.widgets import DecisionPanel, ProbPanel, RoundStrip, StreamView, mark
+from mstui.ui.widgets import (
+    DecisionPanel,
+    ProbPanel,
+    RoundStrip,
+    StreamView,
+    answer_label,
+    mark,
+    thinking_numbers,
+)
 from mstui.ui.worker import RunRequest, one_line
 
 if TYPE_CHECKING:
@@ -49,6 +58,7 @@ class LiveScreen(Screen[None]):
         Binding("x", "force('stop')", "Force stop"),
         Binding("e", "run_to_end", "Run to end"),
         Binding("escape", "cancel", "Cancel"),
+        Binding("z", "thinking", "Thinking"),
         Binding("left_square_bracket", "rounds(-1)", "N_max −", show=False),
         Binding("right_square_bracket", "rounds(1)", "N_max +", show=False),
         Binding("1", "breakpoint('flip')", "BP flip", show=False),
@@ -70,8 +80,8 @@ class LiveScreen(Screen[None]):
         self.streaming: int | None = None
         self.model_text = "starting…"
         self.pieces_seen = 0
-        self._first_token: float | None = None
-        self._round_pieces = 0
+        self._tracker: RoundTracker | None = None  # the round whose tokens are being drained
+        self._folded = -1
         self._timer: Timer | None = None
         self._shown: tuple[Decision | None, str] = (None, "")  # decision panel content
         # From submit to RunDone; the worker's `busy` flag clears only after RunDone is posted.
@@ -139,6 +149,8 @@ class LiveScreen(Screen[None]):
         """Step-through keys only while a run is in progress (hidden from the footer otherwise)."""
         if action in self.RUN_ONLY:
             return self.running
+        if action == "thinking":  # shown only for a round that has a thinking part
+            return self.query_one(StreamView).reasoning
         return True
 
     def show_decision(
@@ -184,6 +196,8 @@ class LiveScreen(Screen[None]):
             self._start_round(msg.index)
         elif isinstance(msg, m.RoundDone):
             self.drain()
+            if self._tracker is not None:
+                self.query_one(StreamView).add(self._tracker.flush())
             self._round_done(msg.record)
         elif isinstance(msg, m.DecisionReady | m.Paused):
             self.drain()
@@ -201,6 +215,7 @@ class LiveScreen(Screen[None]):
 
     def _run_began(self, msg: m.RunBegan) -> None:
         self.records, self.decisions, self.run_id = [], [], msg.run_id
+        self._tracker = None  # round indices start again at 0
         self.mstui.policy_label = msg.policy
         self.show_decision(None, keep=False)
         self._probabilities(EMPTY_VIEW)
@@ -209,44 +224,69 @@ class LiveScreen(Screen[None]):
             self._timer.resume()
 
     def _start_round(self, index: int) -> None:
+        """Show round `index` (once: its tokens can be drained before its RoundBegan arrives)."""
+        if self._tracker is not None and self._tracker.index == index:
+            return
         self.streaming = index
-        self._first_token = None
-        self._round_pieces = 0
+        self._tracker = RoundTracker(index, self.mstui.worker.tokens.info(index))
+        self._folded = -1  # the thinking count the fold line shows
         self.query_one(StreamView).reset(index)
         self._strip()
+        self.refresh_bindings()
 
     def drain(self) -> None:
-        """Move streamed tokens to the screen: every piece, in order, at most ~30 times a second."""
+        """Move streamed tokens to the screen: every piece, in order, at most ~30 times a second.
+
+        The work is per drained batch, never per token already shown: the stream view appends
+        and redraws its visible lines only, and the stats line keeps its size (no layout pass).
+        """
         pieces = self.mstui.worker.tokens.drain()
         if not pieces:
             return
-        view = self.query_one(StreamView)
         now = time.perf_counter()
         batch: list[str] = []
         for index, text in pieces:
-            if index != view.index:  # tokens of a new round can arrive before its RoundBegan
-                view.append(batch)
+            if self._tracker is None or index != self._tracker.index:
+                self._feed(batch, now)
                 batch = []
                 self._start_round(index)
             batch.append(text)
-        view.append(batch)
+        self._feed(batch, now)
         self.pieces_seen += len(pieces)
-        self._round_pieces += len(pieces)
-        if self._first_token is None:
-            self._first_token = now
-        stats = f"round {view.index} streaming · {self._round_pieces} tok"
-        if self.mstui.show_timings and now > self._first_token:
-            stats += f" · {self._round_pieces / (now - self._first_token):.0f} tok/s"
-        self.query_one("#round-stats", Static).update(stats)
+        tracker = self._tracker
+        assert tracker is not None
+        rate = tracker.rate(now) if self.mstui.show_timings else None
+        speed = f" · {rate:.0f} tok/s" if rate else ""
+        view = self.query_one(StreamView)
+        if view.reasoning and tracker.thinking_tokens != self._folded:
+            # Updated while the thinking grows; after it closes the line keeps its last numbers.
+            self._folded = tracker.thinking_tokens
+            view.set_fold(f"{tracker.thinking_tokens:,} tok{speed}")
+        self.query_one("#round-stats", Static).update(
+            f"round {tracker.index} streaming · {tracker.tokens} tok{speed}", layout=False
+        )
+
+    def _feed(self, batch: list[str], now: float) -> None:
+        if not batch or self._tracker is None:
+            return
+        view = self.query_one(StreamView)
+        was_reasoning = view.reasoning
+        view.add(self._tracker.feed(batch, now), batch)
+        if view.reasoning and not was_reasoning:
+            self.refresh_bindings()  # the fold key appears in the footer
 
     def _round_done(self, r: RoundRecord) -> None:
         self.records.append(r)
         self.streaming = None
         view = self.query_one(StreamView)
-        if view.index != r.index or view.text != r.response:
-            view.show(r.index, r.response)  # e.g. a round with no tokens at all
-        speed = f" · {r.tokens_per_second:.0f} tok/s" if self.mstui.show_timings else ""
-        answer = r.answer_text if r.answer_text is not None else "(no answer found)"
+        timings = self.mstui.show_timings
+        numbers = thinking_numbers(r, timings)
+        if view.index != r.index or not view.shows(r):
+            view.show_record(r, numbers=numbers)  # e.g. a round with no tokens at all
+        else:  # the streamed text is the record's: only the fold line takes the core's numbers
+            view.set_fold(numbers, view.TRUNCATED if r.truncated else "")
+        speed = f" · {r.tokens_per_second:.0f} tok/s" if timings else ""
+        answer = answer_label(r)
         self.query_one("#round-stats", Static).update(
             Text(
                 f"round {r.index}: answer {answer} {mark(r.correct)} [{r.extraction_rule}] · "
@@ -381,6 +421,10 @@ class LiveScreen(Screen[None]):
                 else None
             )
         self.refresh_status()
+
+    def action_thinking(self) -> None:
+        """Fold / unfold the round's thinking."""
+        self.query_one(StreamView).toggle_thinking()
 
     def action_cancel(self) -> None:
         """Esc: cancel the round in flight at once (or leave the question box)."""

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rich.style import Style
 from rich.text import Text
-from textual.containers import VerticalScroll
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.selection import Selection
+from textual.strip import Strip
 from textual.widgets import Static
 
+from mstui.core.reasoning import Segment as Part
 from mstui.core.types import Decision, RoundRecord
 from mstui.ui.view import ProbView
+from mstui.ui.wrap import CONTROLS, WrappedText
 
 BAR_WIDTH = 16
 
@@ -31,44 +37,246 @@ def bar(p: float, width: int = BAR_WIDTH) -> str:
     return ("█" * full + (" ▏▎▍▌▋▊▉"[part] if part else "")).ljust(width)
 
 
-class StreamView(VerticalScroll):
-    """The round in flight (or a replayed round): plain text appended as tokens arrive."""
+def thinking_numbers(r: RoundRecord, timings: bool = True) -> str:
+    """The fold line's numbers for a finished round, from its record: thinking tokens, and the
+    round's generation speed when timings are shown ("" for a round that did not think)."""
+    if r.final is None:
+        return ""
+    speed = f" · {r.tokens_per_second:.0f} tok/s" if timings and r.tokens_per_second else ""
+    return f"{r.thinking_tokens:,} tok{speed}"
+
+
+def answer_label(r: RoundRecord) -> str:
+    """The extracted answer for a stats line, or why there is none."""
+    if r.answer_text is not None:
+        return r.answer_text
+    return "none (ended inside its thinking)" if r.truncated else "(no answer found)"
+
+
+class StreamView(ScrollView, can_focus=True):
+    """The round in flight (or a stored round): the thinking folded to one line (`z` unfolds it),
+    then the final part in full.
+
+    A line-API view over two WrappedTexts: an append wraps only the last line and a refresh draws
+    only the visible lines, so showing one more token costs the same at 1k tokens as at 32k.
+    `thinking` and `final` are rebuilt from the drawn lines, so checks compare what is on screen.
+    """
+
+    DEFAULT_CSS = """
+    StreamView { scrollbar-gutter: stable; overflow-x: hidden; }
+    """
+    ALLOW_SELECT = True
+    TRUNCATED = "no answer: the round ended inside its thinking"
 
     def __init__(self, **kw: object) -> None:
         super().__init__(**kw)  # type: ignore[arg-type]
         self.index = -1
-        self._parts: list[str] = []
-        self.body = Static("", id="stream-body", markup=False)
+        self.expanded = False  # the thinking is shown in full (kept across rounds)
+        self._width = 80
+        self._clear()
 
-    def compose(self):  # type: ignore[no-untyped-def]
-        yield self.body
+    def _clear(self) -> None:
+        self.reasoning = False  # the round has a thinking part: the fold line is shown
+        self.thinking_doc = WrappedText(self._width)
+        self.final_doc = WrappedText(self._width)
+        self._raw: list[str] = []
+        # Leading whitespace of the thinking, and of a final part after one, is not shown.
+        self._skip = {"thinking": True, "final": False}
+        self.fold_numbers = ""  # "12,345 tok · 38 tok/s", from the caller
+        self.note = ""  # a plain line where the final part would be (a truncated round)
+
+    # ---- content --------------------------------------------------------------------------------
 
     @property
     def text(self) -> str:
-        """Everything shown for the current round (the benchmark checks it equals the stream)."""
-        return "".join(self._parts)
+        """The round's raw text as it was handed in, tags included (the stream, for checks)."""
+        if len(self._raw) > 1:
+            self._raw[:] = ["".join(self._raw)]
+        return self._raw[0] if self._raw else ""
+
+    @property
+    def thinking(self) -> str:
+        """The thinking part as drawn when unfolded (rebuilt from its lines)."""
+        return self.thinking_doc.text
+
+    @property
+    def final(self) -> str:
+        """The final part as drawn (rebuilt from its lines); the whole text of a plain round."""
+        return self.final_doc.text
+
+    @property
+    def fold_line(self) -> str:
+        """The one line that stands for the thinking: its length and speed."""
+        arrow, hint = ("▾", "z: fold") if self.expanded else ("▸", "z: unfold")
+        numbers = f" · {self.fold_numbers}" if self.fold_numbers else ""
+        return f"{arrow} thinking{numbers}  ({hint})"
 
     def reset(self, index: int, title: str = "") -> None:
-        """Start showing round `index`."""
+        """Start showing round `index` (plain until a thinking part arrives)."""
         self.index = index
-        self._parts = []
+        self._clear()
         self.border_title = title or f"round {index}"
-        self.body.update("")
+        self._changed(follow=False)
+        self.scroll_home(animate=False, immediate=True)
 
-    def append(self, pieces: Sequence[str]) -> None:
-        """Add streamed pieces and keep the newest text in view."""
-        if not pieces:
-            return
-        self._parts.append("".join(pieces))
-        self.body.update(Text(self.text))
-        self.scroll_end(animate=False, immediate=False)
+    def add(self, parts: Sequence[Part], raw: Sequence[str] = ()) -> None:
+        """Add streamed parts (the core's ThinkingStream segments) and keep the end in view
+        when it was in view; `raw` is the streamed text they came from."""
+        if raw:
+            self._raw.append("".join(raw))
+        follow = self.is_vertical_scroll_end
+        for part in parts:
+            self._add(part.kind, part.text)
+        self._changed(follow=follow)
+
+    def _add(self, kind: str, text: str) -> None:
+        if kind == "thinking" and not self.reasoning:
+            self.reasoning = True
+            self._skip["final"] = not self.final_doc.chars
+        if self._skip[kind]:
+            text = text.lstrip()
+            if not text:
+                return
+            self._skip[kind] = False
+        (self.thinking_doc if kind == "thinking" else self.final_doc).append(text)
+
+    def set_fold(self, numbers: str, note: str = "") -> None:
+        """The fold line's numbers (given, never computed here) and a note below it."""
+        self.fold_numbers, self.note = numbers, note
+        self.reasoning = self.reasoning or bool(numbers)
+        self._changed(follow=self.is_vertical_scroll_end)
 
     def show(self, index: int, text: str, title: str = "") -> None:
-        """Replace the content with a whole stored round."""
+        """Replace the content with a whole plain text."""
         self.reset(index, title)
-        self._parts = [text]
-        self.body.update(Text(text))
-        self.scroll_home(animate=False)
+        self._raw = [text]
+        self.final_doc.append(text)
+        self._changed(follow=False)
+
+    def show_record(self, r: RoundRecord, title: str = "", numbers: str = "") -> None:
+        """A finished round from its record: thinking folded under `numbers`, final in full,
+        and a plain line when it ended inside its thinking."""
+        self.reset(r.index, title)
+        self._raw = [r.response]
+        if r.final is None:  # a model that does not think: the whole response is the answer
+            self.final_doc.append(r.response)
+        else:
+            self.reasoning = True
+            self.thinking_doc.append(r.thinking)
+            self.final_doc.append(r.final)
+        self.set_fold(numbers, self.TRUNCATED if r.truncated else "")
+
+    def shows(self, r: RoundRecord) -> bool:
+        """Whether the drawn parts are the record's (O(length): once per round, not per frame)."""
+        if r.final is None:
+            return not self.reasoning and self.final == r.response
+        return (
+            self.reasoning
+            and self.thinking.strip() == r.thinking
+            and self.final.strip() == r.final.strip()
+        )
+
+    def toggle_thinking(self) -> bool:
+        """Fold / unfold the thinking; False when the round has none."""
+        if not self.reasoning:
+            return False
+        self.expanded = not self.expanded
+        if self.expanded:
+            self.thinking_doc.set_width(self._width)  # it is not rewrapped while folded
+        self._changed(follow=self.is_vertical_scroll_end and not self.expanded)
+        return True
+
+    # ---- the line API -------------------------------------------------------------------------
+
+    def _rows(self) -> list[tuple[str, int]]:
+        """The document's sections in order: (kind, lines)."""
+        rows: list[tuple[str, int]] = []
+        if self.reasoning:
+            rows.append(("fold", 1))
+            if self.expanded:
+                rows.append(("thinking", len(self.thinking_doc)))
+        if self.note:
+            rows.append(("note", 1))
+        if not self.reasoning:
+            rows.append(("final", len(self.final_doc)))
+        elif self.final_doc.chars:
+            if self.expanded:
+                rows.append(("rule", 1))
+            rows.append(("final", len(self.final_doc)))
+        return rows
+
+    def _row(self, y: int) -> tuple[str, str] | None:
+        for kind, n in self._rows():
+            if y < n:
+                if kind == "thinking":
+                    return kind, self.thinking_doc.line(y)
+                if kind == "final":
+                    return kind, self.final_doc.line(y)
+                if kind == "fold":
+                    return kind, self.fold_line
+                return kind, self.note if kind == "note" else "── final ──"
+            y -= n
+        return None
+
+    def _changed(self, *, follow: bool) -> None:
+        height = sum(n for _, n in self._rows())
+        self.virtual_size = Size(self._width, height)
+        if follow:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
+        self.refresh()
+
+    def on_resize(self) -> None:
+        """Rewrap for the new width (the folded thinking waits until it is unfolded)."""
+        width = max(1, self.scrollable_content_region.width)
+        if width == self._width:
+            return
+        self._width = width
+        self.final_doc.set_width(width)
+        if self.expanded:
+            self.thinking_doc.set_width(width)
+        self._changed(follow=self.is_vertical_scroll_end)
+
+    def render_line(self, y: int) -> Strip:
+        """One visible line: only these are drawn on a refresh."""
+        scroll_x, scroll_y = self.scroll_offset
+        width = self.scrollable_content_region.width
+        base = self.rich_style
+        row = self._row(scroll_y + y)
+        if row is None:
+            return Strip.blank(width, base)
+        kind, line = row
+        text = Text(line.translate(CONTROLS), style=base + _STYLES[kind], no_wrap=True)
+        selection = self.text_selection
+        if selection is not None and (span := selection.get_span(scroll_y + y)) is not None:
+            start, end = span
+            text.stylize(
+                self.screen.get_component_rich_style("screen--selection"),
+                start,
+                len(text) if end == -1 else end,
+            )
+        strip = Strip(text.render(self.app.console), text.cell_len)
+        return strip.crop_extend(scroll_x, scroll_x + width, base).apply_offsets(
+            scroll_x, scroll_y + y
+        )
+
+    def get_selection(self, selection: Selection) -> tuple[str, str] | None:
+        """The selected text, from the drawn lines (O(length): only on a copy)."""
+        rows = self._rows()
+        lines = [row[1] for y in range(sum(n for _, n in rows)) if (row := self._row(y))]
+        return selection.extract("\n".join(lines)), "\n"
+
+    def selection_updated(self, selection: Selection | None) -> None:
+        """Redraw the selection highlight."""
+        self.refresh()
+
+
+_STYLES = {
+    "fold": Style(bold=True),
+    "thinking": Style(dim=True, italic=True),
+    "note": Style(bold=True, color="yellow"),
+    "rule": Style(dim=True),
+    "final": Style(),
+}
 
 
 class RoundStrip(Static):

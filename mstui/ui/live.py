@@ -38,6 +38,10 @@ if TYPE_CHECKING:
 
 THRESHOLDS = (None, 0.5, 0.7, 0.9)
 DRAIN_SECONDS = 1 / 30  # how often streamed tokens are moved to the screen
+# How often the streaming counts (tokens, tok/s) are redrawn: a number that changes 30 times a
+# second cannot be read, and each redraw of the stats line repaints the screen between it and
+# the stream, CPU time taken from the model's threads.
+STATS_SECONDS = 1 / 4
 
 
 class LiveScreen(Screen[None]):
@@ -82,6 +86,7 @@ class LiveScreen(Screen[None]):
         self.pieces_seen = 0
         self._tracker: RoundTracker | None = None  # the round whose tokens are being drained
         self._folded = -1
+        self._stats_at = 0.0  # when the streaming counts were last drawn
         self._timer: Timer | None = None
         self._shown: tuple[Decision | None, str] = (None, "")  # decision panel content
         # From submit to RunDone; the worker's `busy` flag clears only after RunDone is posted.
@@ -230,6 +235,7 @@ class LiveScreen(Screen[None]):
         self.streaming = index
         self._tracker = RoundTracker(index, self.mstui.worker.tokens.info(index))
         self._folded = -1  # the thinking count the fold line shows
+        self._stats_at = 0.0  # counts are drawn on the round's first drain
         self.query_one(StreamView).reset(index)
         self._strip()
         self.refresh_bindings()
@@ -253,13 +259,19 @@ class LiveScreen(Screen[None]):
             batch.append(text)
         self._feed(batch, now)
         self.pieces_seen += len(pieces)
+        if now - self._stats_at >= STATS_SECONDS:
+            self._stats(now)
+
+    def _stats(self, now: float) -> None:
+        """The streaming counts: the stats line, and the fold line while the thinking grows."""
         tracker = self._tracker
         assert tracker is not None
+        self._stats_at = now
         rate = tracker.rate(now) if self.mstui.show_timings else None
         speed = f" · {rate:.0f} tok/s" if rate else ""
         view = self.query_one(StreamView)
         if view.reasoning and tracker.thinking_tokens != self._folded:
-            # Updated while the thinking grows; after it closes the line keeps its last numbers.
+            # After the thinking closes the line keeps its last numbers (then the record's).
             self._folded = tracker.thinking_tokens
             view.set_fold(f"{tracker.thinking_tokens:,} tok{speed}")
         self.query_one("#round-stats", Static).update(

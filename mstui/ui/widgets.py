@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rich.cells import cell_len
+from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
-from textual.geometry import Size
+from textual.cache import LRUCache
+from textual.geometry import Region, Size
 from textual.scroll_view import ScrollView
 from textual.selection import Selection
 from textual.strip import Strip
@@ -57,9 +60,11 @@ class StreamView(ScrollView, can_focus=True):
     """The round in flight (or a stored round): the thinking folded to one line (`z` unfolds it),
     then the final part in full.
 
-    A line-API view over two WrappedTexts: an append wraps only the last line and a refresh draws
-    only the visible lines, so showing one more token costs the same at 1k tokens as at 32k.
-    `thinking` and `final` are rebuilt from the drawn lines, so checks compare what is on screen.
+    A line-API view over two WrappedTexts: an append wraps only the last line, a refresh redraws
+    only the lines that changed (the growing last line, unless lines were added or it scrolled),
+    and finished lines are drawn once and cached. So showing one more token costs the same at
+    1k tokens as at 32k. `thinking` and `final` are rebuilt from the drawn lines, so checks
+    compare what is on screen.
     """
 
     DEFAULT_CSS = """
@@ -72,7 +77,10 @@ class StreamView(ScrollView, can_focus=True):
         super().__init__(**kw)  # type: ignore[arg-type]
         self.index = -1
         self.expanded = False  # the thinking is shown in full (kept across rounds)
-        self._width = 80
+        self._width = 80  # the wrap width: the content width once the view has a size
+        self._strips: LRUCache[tuple[str, int], Strip] = LRUCache(1024)  # finished lines, drawn
+        self._base = Style()  # the widget's style, looked up once per render pass
+        self._height = 0  # rows in the document when the view was last fully refreshed
         self._clear()
 
     def _clear(self) -> None:
@@ -84,6 +92,7 @@ class StreamView(ScrollView, can_focus=True):
         self._skip = {"thinking": True, "final": False}
         self.fold_numbers = ""  # "12,345 tok · 38 tok/s", from the caller
         self.note = ""  # a plain line where the final part would be (a truncated round)
+        self._strips.clear()
 
     # ---- content --------------------------------------------------------------------------------
 
@@ -125,26 +134,32 @@ class StreamView(ScrollView, can_focus=True):
         if raw:
             self._raw.append("".join(raw))
         follow = self.is_vertical_scroll_end
-        for part in parts:
-            self._add(part.kind, part.text)
-        self._changed(follow=follow)
+        was_reasoning = self.reasoning
+        grown = {kind for part in parts if (kind := self._add(part.kind, part.text))}
+        if self.reasoning != was_reasoning:
+            self._changed(follow=follow)
+        else:
+            self._changed(follow=follow, rows=[self._last_row(kind) for kind in grown])
 
-    def _add(self, kind: str, text: str) -> None:
+    def _add(self, kind: str, text: str) -> str | None:
         if kind == "thinking" and not self.reasoning:
             self.reasoning = True
             self._skip["final"] = not self.final_doc.chars
         if self._skip[kind]:
             text = text.lstrip()
             if not text:
-                return
+                return None
             self._skip[kind] = False
         (self.thinking_doc if kind == "thinking" else self.final_doc).append(text)
+        return kind
 
     def set_fold(self, numbers: str, note: str = "") -> None:
         """The fold line's numbers (given, never computed here) and a note below it."""
+        was = (self.reasoning, self.note)
         self.fold_numbers, self.note = numbers, note
         self.reasoning = self.reasoning or bool(numbers)
-        self._changed(follow=self.is_vertical_scroll_end)
+        follow = self.is_vertical_scroll_end
+        self._changed(follow=follow, rows=[0] if was == (self.reasoning, note) else None)
 
     def show(self, index: int, text: str, title: str = "") -> None:
         """Replace the content with a whole plain text."""
@@ -165,6 +180,7 @@ class StreamView(ScrollView, can_focus=True):
             self.thinking_doc.append(r.thinking)
             self.final_doc.append(r.final)
         self.set_fold(numbers, self.TRUNCATED if r.truncated else "")
+        self._changed(follow=False)
 
     def shows(self, r: RoundRecord) -> bool:
         """Whether the drawn parts are the record's (O(length): once per round, not per frame)."""
@@ -181,46 +197,66 @@ class StreamView(ScrollView, can_focus=True):
         if not self.reasoning:
             return False
         self.expanded = not self.expanded
-        if self.expanded:
-            self.thinking_doc.set_width(self._width)  # it is not rewrapped while folded
+        if self.expanded and self.thinking_doc.set_width(self._width):
+            self._strips.clear()  # it is not rewrapped while folded
         self._changed(follow=self.is_vertical_scroll_end and not self.expanded)
         return True
 
-    # ---- the line API -------------------------------------------------------------------------
+    # ---- the document's rows --------------------------------------------------------------------
 
-    def _rows(self) -> list[tuple[str, int]]:
-        """The document's sections in order: (kind, lines)."""
-        rows: list[tuple[str, int]] = []
+    def _sections(self) -> list[tuple[str, int]]:
+        """The document's sections in order: (kind, rows)."""
+        out: list[tuple[str, int]] = []
         if self.reasoning:
-            rows.append(("fold", 1))
+            out.append(("fold", 1))
             if self.expanded:
-                rows.append(("thinking", len(self.thinking_doc)))
+                out.append(("thinking", len(self.thinking_doc)))
         if self.note:
-            rows.append(("note", 1))
+            out.append(("note", 1))
         if not self.reasoning:
-            rows.append(("final", len(self.final_doc)))
+            out.append(("final", len(self.final_doc)))
         elif self.final_doc.chars:
             if self.expanded:
-                rows.append(("rule", 1))
-            rows.append(("final", len(self.final_doc)))
-        return rows
+                out.append(("rule", 1))
+            out.append(("final", len(self.final_doc)))
+        return out
 
-    def _row(self, y: int) -> tuple[str, str] | None:
-        for kind, n in self._rows():
+    def _row(self, y: int) -> tuple[str, int, str] | None:
+        """(kind, line index within its part, text) of document row y."""
+        for kind, n in self._sections():
             if y < n:
-                if kind == "thinking":
-                    return kind, self.thinking_doc.line(y)
-                if kind == "final":
-                    return kind, self.final_doc.line(y)
-                if kind == "fold":
-                    return kind, self.fold_line
-                return kind, self.note if kind == "note" else "── final ──"
+                if kind in ("thinking", "final"):
+                    doc = self.thinking_doc if kind == "thinking" else self.final_doc
+                    return kind, y, doc.line(y)
+                text = {"fold": self.fold_line, "note": self.note}.get(kind, "── final ──")
+                return kind, -1, text
             y -= n
         return None
 
-    def _changed(self, *, follow: bool) -> None:
-        height = sum(n for _, n in self._rows())
-        self.virtual_size = Size(self._width, height)
+    def _last_row(self, kind: str) -> int | None:
+        """The document row of a part's growing last line (None while it is folded away)."""
+        top = 0
+        for section, n in self._sections():
+            if section == kind:
+                return top + n - 1
+            top += n
+        return None
+
+    def _changed(self, *, follow: bool, rows: Sequence[int | None] | None = None) -> None:
+        """Redraw after a change: only `rows` when no row was added or removed, else all of it."""
+        height = sum(n for _, n in self._sections())
+        if rows is not None and height == self._height:
+            for row in rows:
+                if row is not None:
+                    self.refresh_line(row)
+            return
+        self._height = height
+        size = Size(self._width, height)
+        if size != self.virtual_size:
+            # The view's own size is fixed by the layout (CSS), so a longer document needs new
+            # scrollbars, not the screen-wide layout pass that setting virtual_size would start.
+            self.set_reactive(ScrollView.virtual_size, size)
+            self._scroll_update(size)
         if follow:
             self.scroll_end(animate=False, immediate=True, x_axis=False)
         self.refresh()
@@ -231,38 +267,62 @@ class StreamView(ScrollView, can_focus=True):
         if width == self._width:
             return
         self._width = width
+        self._strips.clear()
         self.final_doc.set_width(width)
         if self.expanded:
             self.thinking_doc.set_width(width)
         self._changed(follow=self.is_vertical_scroll_end)
 
+    # ---- the line API -------------------------------------------------------------------------
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        """Look the widget's style up once per pass (it walks the DOM), then draw the lines."""
+        base = self.rich_style
+        if base != self._base:
+            self._base = base
+            self._strips.clear()
+        return super().render_lines(crop)
+
     def render_line(self, y: int) -> Strip:
         """One visible line: only these are drawn on a refresh."""
         scroll_x, scroll_y = self.scroll_offset
         width = self.scrollable_content_region.width
-        base = self.rich_style
+        base = self._base
         row = self._row(scroll_y + y)
         if row is None:
             return Strip.blank(width, base)
-        kind, line = row
-        text = Text(line.translate(CONTROLS), style=base + _STYLES[kind], no_wrap=True)
+        kind, index, line = row
         selection = self.text_selection
-        if selection is not None and (span := selection.get_span(scroll_y + y)) is not None:
-            start, end = span
-            text.stylize(
-                self.screen.get_component_rich_style("screen--selection"),
-                start,
-                len(text) if end == -1 else end,
-            )
-        strip = Strip(text.render(self.app.console), text.cell_len)
+        span = selection.get_span(scroll_y + y) if selection is not None else None
+        # A finished line never changes: it is drawn once (the growing last line every time).
+        key = (kind, index)
+        final_line = index >= 0 and index < len(
+            (self.thinking_doc if kind == "thinking" else self.final_doc).lines
+        )
+        strip = self._strips.get(key) if final_line and span is None else None
+        if strip is None:
+            text = line.translate(CONTROLS)
+            style = base + _STYLES[kind]
+            if span is None:
+                strip = Strip([Segment(text, style)], cell_len(text))
+                if final_line:
+                    self._strips[key] = strip
+            else:
+                start, end = span
+                rich = Text(text, style=style, no_wrap=True)
+                rich.stylize(
+                    self.screen.get_component_rich_style("screen--selection"),
+                    start,
+                    len(rich) if end == -1 else end,
+                )
+                strip = Strip(rich.render(self.app.console), rich.cell_len)
         return strip.crop_extend(scroll_x, scroll_x + width, base).apply_offsets(
             scroll_x, scroll_y + y
         )
 
     def get_selection(self, selection: Selection) -> tuple[str, str] | None:
         """The selected text, from the drawn lines (O(length): only on a copy)."""
-        rows = self._rows()
-        lines = [row[1] for y in range(sum(n for _, n in rows)) if (row := self._row(y))]
+        lines = [row[2] for y in range(self._height) if (row := self._row(y))]
         return selection.extract("\n".join(lines)), "\n"
 
     def selection_updated(self, selection: Selection | None) -> None:

@@ -205,7 +205,7 @@ async def refresh_bench(mode: str, sizes: tuple[int, ...], samples: int,
             while fed < size:
                 await refresh(min(4000, size - fed))  # fill in big batches
                 if mode == "unfolded" and not view.expanded:
-                    view.toggle_thinking()
+                    view.toggle_thinking(live=True)  # unfolded while it streams: follows
             runs = [await refresh(batch) for _ in range(samples)]
             out[f"cpu_{size}"] = statistics.median(c for c, _ in runs)
             out[f"wall_{size}"] = statistics.median(w for _, w in runs)
@@ -270,7 +270,7 @@ class Terminal:
 
     def wait(self, timeout: float) -> int:
         """Wait for exit (a kill after `timeout`); the child's peak RSS in MiB."""
-        end = time.monotonic() + timeout
+        end = time.monotonic() + (timeout if sys.exc_info()[0] is None else 0)
         while True:
             pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
             if pid:
@@ -327,21 +327,24 @@ def run_once(kind: str, db: Path, options: list[str]) -> tuple[float, int, int]:
     else:
         term = Terminal([*argv, "--question", QUESTION, "--db", str(db), "--policy", "fixed",
                          *options], env)
-        # Keys sent before the app reads its terminal would be lost: wait for the first frame.
-        _wait_for(lambda: term.received > 2000, 60, "the first frame")
-        started = lambda: (_last_run(db) or (0, ""))[0] > (before or (0, ""))[0]  # noqa: E731
-        for _ in range(50):
-            term.send(b"r")
-            try:
-                _wait_for(started, 5, "the run to start")
-                break
-            except TimeoutError:
-                continue
-    _wait_for(lambda: (r := _last_run(db)) is not None and r != before and r[1] != "running",
-              600, f"the {kind} run to finish")
-    if kind == "tui":
-        term.send(b"q")
-    rss = term.wait(60)
+    try:
+        if kind == "tui":
+            # Keys sent before the app reads its terminal would be lost: wait for a frame.
+            _wait_for(lambda: term.received > 2000, 60, "the first frame")
+            started = lambda: (_last_run(db) or (0, ""))[0] > (before or (0, ""))[0]  # noqa: E731
+            for _ in range(50):
+                term.send(b"r")
+                try:
+                    _wait_for(started, 5, "the run to start")
+                    break
+                except TimeoutError:
+                    continue
+        _wait_for(lambda: (r := _last_run(db)) is not None and r != before and r[1] != "running",
+                  600, f"the {kind} run to finish")
+        if kind == "tui":
+            term.send(b"q")
+    finally:
+        rss = term.wait(60)  # on an error too: no app is left running
     run = _last_run(db)
     assert run is not None and run[1] == "finished", (run, term.tail[-500:])
     rate, tokens = _rate(db, run[0])

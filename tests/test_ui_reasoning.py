@@ -97,6 +97,10 @@ async def test_20k_token_thinking_round_is_folded_and_its_final_text_is_the_stre
         rows = screen_rows(view)
         assert rows[0].startswith("▸ thinking · ") and not any(rows[1:])
         assert app.live.check_action("thinking", ())  # the fold key is offered
+        await pilot.press("z")  # unfolded mid-stream: it follows the newest thinking
+        await pilot.pause(0.1)
+        assert view.expanded and view.is_vertical_scroll_end and view.scroll_offset.y > 0
+        await pilot.press("z")
         await wait_for(pilot, lambda: not app.worker.busy and app.live.records, timeout=60)
         await pilot.pause(0.05)
         r = app.live.records[-1]

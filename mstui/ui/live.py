@@ -87,6 +87,7 @@ class LiveScreen(Screen[None]):
         self._tracker: RoundTracker | None = None  # the round whose tokens are being drained
         self._folded = -1
         self._stats_at = 0.0  # when the streaming counts were last drawn
+        self._keys: tuple[bool, bool] | None = None  # what the footer's keys were built for
         self._timer: Timer | None = None
         self._shown: tuple[Decision | None, str] = (None, "")  # decision panel content
         # From submit to RunDone; the worker's `busy` flag clears only after RunDone is posted.
@@ -147,8 +148,16 @@ class LiveScreen(Screen[None]):
         )
         if w.paused:
             line += " │ ⏸ paused: space step · c continue · x stop · e run to end"
-        self.query_one("#status", Static).update(Text(line))
-        self.refresh_bindings()
+        self.query_one("#status", Static).update(Text(line), layout=False)
+        self.refresh_keys()
+
+    def refresh_keys(self) -> None:
+        """Rebuild the footer when the keys it offers change (running, a round that thinks):
+        a rebuild costs tens of milliseconds, too much for every worker message."""
+        state = (self.running, self.query_one(StreamView).reasoning)
+        if state != self._keys:
+            self._keys = state
+            self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Step-through keys only while a run is in progress (hidden from the footer otherwise)."""
@@ -238,7 +247,7 @@ class LiveScreen(Screen[None]):
         self._stats_at = 0.0  # counts are drawn on the round's first drain
         self.query_one(StreamView).reset(index)
         self._strip()
-        self.refresh_bindings()
+        self.refresh_keys()
 
     def drain(self) -> None:
         """Move streamed tokens to the screen: every piece, in order, at most ~30 times a second.
@@ -285,7 +294,7 @@ class LiveScreen(Screen[None]):
         was_reasoning = view.reasoning
         view.add(self._tracker.feed(batch, now), batch)
         if view.reasoning and not was_reasoning:
-            self.refresh_bindings()  # the fold key appears in the footer
+            self.refresh_keys()  # the fold key appears in the footer
 
     def _round_done(self, r: RoundRecord) -> None:
         self.records.append(r)
@@ -361,7 +370,7 @@ class LiveScreen(Screen[None]):
             self.app.notify("a run is in progress; Esc cancels it", severity="warning")
             return
         self.running = True
-        self.refresh_bindings()
+        self.refresh_keys()
 
     def action_next_problem(self) -> None:
         """Load the next problem of the set into the question box."""
@@ -436,7 +445,7 @@ class LiveScreen(Screen[None]):
 
     def action_thinking(self) -> None:
         """Fold / unfold the round's thinking."""
-        self.query_one(StreamView).toggle_thinking()
+        self.query_one(StreamView).toggle_thinking(live=self.streaming is not None)
 
     def action_cancel(self) -> None:
         """Esc: cancel the round in flight at once (or leave the question box)."""

@@ -192,14 +192,15 @@ class StreamView(ScrollView, can_focus=True):
             and self.final.strip() == r.final.strip()
         )
 
-    def toggle_thinking(self) -> bool:
-        """Fold / unfold the thinking; False when the round has none."""
+    def toggle_thinking(self, *, live: bool = False) -> bool:
+        """Fold / unfold the thinking; False when the round has none. Unfolded, a stored round
+        shows the thinking from its start, a `live` one keeps following the newest text."""
         if not self.reasoning:
             return False
         self.expanded = not self.expanded
         if self.expanded and self.thinking_doc.set_width(self._width):
             self._strips.clear()  # it is not rewrapped while folded
-        self._changed(follow=self.is_vertical_scroll_end and not self.expanded)
+        self._changed(follow=live or (self.is_vertical_scroll_end and not self.expanded))
         return True
 
     # ---- the document's rows --------------------------------------------------------------------

@@ -37,7 +37,14 @@ if TYPE_CHECKING:
     from mstui.ui.app import MstuiApp
 
 THRESHOLDS = (None, 0.5, 0.7, 0.9)
-DRAIN_SECONDS = 1 / 30  # how often streamed tokens are moved to the screen
+DRAIN_SECONDS = 1 / 30  # how often the drain timer ticks while a run streams
+# The share of one core that drawing streamed tokens may take. The model's threads and this one
+# share the cores, so every frame is time taken from generation: a frame that redraws the stream
+# costs ~3 ms of Textual compositing (whatever the round's length), one that only counts
+# folded thinking ~0.2 ms. After each frame the next waits cost / DRAW_SHARE: a cheap frame
+# streams at 30 a second, an expensive one at ~15, and never fewer than 1 / MAX_WAIT.
+DRAW_SHARE = 0.05
+MAX_WAIT = 0.25
 # How often the streaming counts (tokens, tok/s) are redrawn: a number that changes 30 times a
 # second cannot be read, and each redraw of the stats line repaints the screen between it and
 # the stream, CPU time taken from the model's threads.
@@ -88,6 +95,7 @@ class LiveScreen(Screen[None]):
         self._folded = -1
         self._stats_at = 0.0  # when the streaming counts were last drawn
         self._keys: tuple[bool, bool] | None = None  # what the footer's keys were built for
+        self._next_drain = 0.0  # the drain timer's next tick drains from then on
         self._timer: Timer | None = None
         self._shown: tuple[Decision | None, str] = (None, "")  # decision panel content
         # From submit to RunDone; the worker's `busy` flag clears only after RunDone is posted.
@@ -128,7 +136,7 @@ class LiveScreen(Screen[None]):
         self.query_one(RoundStrip).show([], [])
         self.query_one(AccuracyChart).show_view(EMPTY_VIEW)
         self.problem_info()
-        self._timer = self.set_interval(DRAIN_SECONDS, self.drain, pause=True)
+        self._timer = self.set_interval(DRAIN_SECONDS, self._tick, pause=True)
         self.refresh_status()
 
     # ---- status --------------------------------------------------------------------------------
@@ -249,15 +257,29 @@ class LiveScreen(Screen[None]):
         self._strip()
         self.refresh_keys()
 
-    def drain(self) -> None:
-        """Move streamed tokens to the screen: every piece, in order, at most ~30 times a second.
+    def _tick(self) -> None:
+        """Drain when the last frame's share of this thread's time is paid off."""
+        now = time.perf_counter()
+        if now < self._next_drain:
+            return
+        cpu = time.thread_time()
+        if self.drain():
+            self.call_after_refresh(self._drawn, now, cpu)
+
+    def _drawn(self, started: float, cpu: float) -> None:
+        """The frame is on screen: it cost this thread's CPU time since `cpu` (drain + paint)."""
+        cost = time.thread_time() - cpu
+        self._next_drain = started + min(MAX_WAIT, cost / DRAW_SHARE)
+
+    def drain(self) -> bool:
+        """Move streamed tokens to the screen: every piece, in order; False when there was none.
 
         The work is per drained batch, never per token already shown: the stream view appends
         and redraws its visible lines only, and the stats line keeps its size (no layout pass).
         """
         pieces = self.mstui.worker.tokens.drain()
         if not pieces:
-            return
+            return False
         now = time.perf_counter()
         batch: list[str] = []
         for index, text in pieces:
@@ -270,6 +292,7 @@ class LiveScreen(Screen[None]):
         self.pieces_seen += len(pieces)
         if now - self._stats_at >= STATS_SECONDS:
             self._stats(now)
+        return True
 
     def _stats(self, now: float) -> None:
         """The streaming counts: the stats line, and the fold line while the thinking grows."""

@@ -39,6 +39,7 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
             ("p", "pick the policy (auto = markov when a fit exists, else fixed)"),
             ("k", "set κ, markov's price per token (from the next run)"),
             ("[ ]", "N_max − / +"),
+            ("z", "fold / unfold a reasoning round's thinking (live and replay)"),
             ("Esc", "cancel the round in flight"),
         ),
     ),

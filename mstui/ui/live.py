@@ -20,15 +20,35 @@ from mstui.core.types import Decision, RoundRecord
 from mstui.ui import messages as m
 from mstui.ui.charts import AccuracyChart
 from mstui.ui.picker import ProblemPicker
+from mstui.ui.tokens import RoundTracker
 from mstui.ui.view import EMPTY_VIEW, ProbView
-from mstui.ui.widgets import DecisionPanel, ProbPanel, RoundStrip, StreamView, mark
+from mstui.ui.widgets import (
+    DecisionPanel,
+    ProbPanel,
+    RoundStrip,
+    StreamView,
+    answer_label,
+    mark,
+    thinking_numbers,
+)
 from mstui.ui.worker import RunRequest, one_line
 
 if TYPE_CHECKING:
     from mstui.ui.app import MstuiApp
 
 THRESHOLDS = (None, 0.5, 0.7, 0.9)
-DRAIN_SECONDS = 1 / 30  # how often streamed tokens are moved to the screen
+DRAIN_SECONDS = 1 / 30  # how often the drain timer ticks while a run streams
+# The share of one core that drawing streamed tokens may take. The model's threads and this one
+# share the cores, so every frame is time taken from generation: a frame that redraws the stream
+# costs ~3 ms of Textual compositing (whatever the round's length), one that only counts
+# folded thinking ~0.2 ms. After each frame the next waits cost / DRAW_SHARE: a cheap frame
+# streams at 30 a second, an expensive one at ~15, and never fewer than 1 / MAX_WAIT.
+DRAW_SHARE = 0.05
+MAX_WAIT = 0.25
+# How often the streaming counts (tokens, tok/s) are redrawn: a number that changes 30 times a
+# second cannot be read, and each redraw of the stats line repaints the screen between it and
+# the stream, CPU time taken from the model's threads.
+STATS_SECONDS = 1 / 4
 
 
 class LiveScreen(Screen[None]):
@@ -49,6 +69,7 @@ class LiveScreen(Screen[None]):
         Binding("x", "force('stop')", "Force stop"),
         Binding("e", "run_to_end", "Run to end"),
         Binding("escape", "cancel", "Cancel"),
+        Binding("z", "thinking", "Thinking"),
         Binding("left_square_bracket", "rounds(-1)", "N_max −", show=False),
         Binding("right_square_bracket", "rounds(1)", "N_max +", show=False),
         Binding("1", "breakpoint('flip')", "BP flip", show=False),
@@ -70,8 +91,11 @@ class LiveScreen(Screen[None]):
         self.streaming: int | None = None
         self.model_text = "starting…"
         self.pieces_seen = 0
-        self._first_token: float | None = None
-        self._round_pieces = 0
+        self._tracker: RoundTracker | None = None  # the round whose tokens are being drained
+        self._folded = -1
+        self._stats_at = 0.0  # when the streaming counts were last drawn
+        self._keys: tuple[bool, bool] | None = None  # what the footer's keys were built for
+        self._next_drain = 0.0  # the drain timer's next tick drains from then on
         self._timer: Timer | None = None
         self._shown: tuple[Decision | None, str] = (None, "")  # decision panel content
         # From submit to RunDone; the worker's `busy` flag clears only after RunDone is posted.
@@ -112,7 +136,7 @@ class LiveScreen(Screen[None]):
         self.query_one(RoundStrip).show([], [])
         self.query_one(AccuracyChart).show_view(EMPTY_VIEW)
         self.problem_info()
-        self._timer = self.set_interval(DRAIN_SECONDS, self.drain, pause=True)
+        self._timer = self.set_interval(DRAIN_SECONDS, self._tick, pause=True)
         self.refresh_status()
 
     # ---- status --------------------------------------------------------------------------------
@@ -132,13 +156,23 @@ class LiveScreen(Screen[None]):
         )
         if w.paused:
             line += " │ ⏸ paused: space step · c continue · x stop · e run to end"
-        self.query_one("#status", Static).update(Text(line))
-        self.refresh_bindings()
+        self.query_one("#status", Static).update(Text(line), layout=False)
+        self.refresh_keys()
+
+    def refresh_keys(self) -> None:
+        """Rebuild the footer when the keys it offers change (running, a round that thinks):
+        a rebuild costs tens of milliseconds, too much for every worker message."""
+        state = (self.running, self.query_one(StreamView).reasoning)
+        if state != self._keys:
+            self._keys = state
+            self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Step-through keys only while a run is in progress (hidden from the footer otherwise)."""
         if action in self.RUN_ONLY:
             return self.running
+        if action == "thinking":  # shown only for a round that has a thinking part
+            return self.query_one(StreamView).reasoning
         return True
 
     def show_decision(
@@ -184,6 +218,8 @@ class LiveScreen(Screen[None]):
             self._start_round(msg.index)
         elif isinstance(msg, m.RoundDone):
             self.drain()
+            if self._tracker is not None:
+                self.query_one(StreamView).add(self._tracker.flush())
             self._round_done(msg.record)
         elif isinstance(msg, m.DecisionReady | m.Paused):
             self.drain()
@@ -201,6 +237,7 @@ class LiveScreen(Screen[None]):
 
     def _run_began(self, msg: m.RunBegan) -> None:
         self.records, self.decisions, self.run_id = [], [], msg.run_id
+        self._tracker = None  # round indices start again at 0
         self.mstui.policy_label = msg.policy
         self.show_decision(None, keep=False)
         self._probabilities(EMPTY_VIEW)
@@ -209,44 +246,91 @@ class LiveScreen(Screen[None]):
             self._timer.resume()
 
     def _start_round(self, index: int) -> None:
+        """Show round `index` (once: its tokens can be drained before its RoundBegan arrives)."""
+        if self._tracker is not None and self._tracker.index == index:
+            return
         self.streaming = index
-        self._first_token = None
-        self._round_pieces = 0
+        self._tracker = RoundTracker(index, self.mstui.worker.tokens.info(index))
+        self._folded = -1  # the thinking count the fold line shows
+        self._stats_at = 0.0  # counts are drawn on the round's first drain
         self.query_one(StreamView).reset(index)
         self._strip()
+        self.refresh_keys()
 
-    def drain(self) -> None:
-        """Move streamed tokens to the screen: every piece, in order, at most ~30 times a second."""
+    def _tick(self) -> None:
+        """Drain when the last frame's share of this thread's time is paid off."""
+        now = time.perf_counter()
+        if now < self._next_drain:
+            return
+        cpu = time.thread_time()
+        if self.drain():
+            self.call_after_refresh(self._drawn, now, cpu)
+
+    def _drawn(self, started: float, cpu: float) -> None:
+        """The frame is on screen: it cost this thread's CPU time since `cpu` (drain + paint)."""
+        cost = time.thread_time() - cpu
+        self._next_drain = started + min(MAX_WAIT, cost / DRAW_SHARE)
+
+    def drain(self) -> bool:
+        """Move streamed tokens to the screen: every piece, in order; False when there was none.
+
+        The work is per drained batch, never per token already shown: the stream view appends
+        and redraws its visible lines only, and the stats line keeps its size (no layout pass).
+        """
         pieces = self.mstui.worker.tokens.drain()
         if not pieces:
-            return
-        view = self.query_one(StreamView)
+            return False
         now = time.perf_counter()
         batch: list[str] = []
         for index, text in pieces:
-            if index != view.index:  # tokens of a new round can arrive before its RoundBegan
-                view.append(batch)
+            if self._tracker is None or index != self._tracker.index:
+                self._feed(batch, now)
                 batch = []
                 self._start_round(index)
             batch.append(text)
-        view.append(batch)
+        self._feed(batch, now)
         self.pieces_seen += len(pieces)
-        self._round_pieces += len(pieces)
-        if self._first_token is None:
-            self._first_token = now
-        stats = f"round {view.index} streaming · {self._round_pieces} tok"
-        if self.mstui.show_timings and now > self._first_token:
-            stats += f" · {self._round_pieces / (now - self._first_token):.0f} tok/s"
-        self.query_one("#round-stats", Static).update(stats)
+        if now - self._stats_at >= STATS_SECONDS:
+            self._stats(now)
+        return True
+
+    def _stats(self, now: float) -> None:
+        """The streaming counts: the stats line, and the fold line while the thinking grows."""
+        tracker = self._tracker
+        assert tracker is not None
+        self._stats_at = now
+        rate = tracker.rate(now) if self.mstui.show_timings else None
+        speed = f" · {rate:.0f} tok/s" if rate else ""
+        view = self.query_one(StreamView)
+        if view.reasoning and tracker.thinking_tokens != self._folded:
+            # After the thinking closes the line keeps its last numbers (then the record's).
+            self._folded = tracker.thinking_tokens
+            view.set_fold(f"{tracker.thinking_tokens:,} tok{speed}")
+        self.query_one("#round-stats", Static).update(
+            f"round {tracker.index} streaming · {tracker.tokens} tok{speed}", layout=False
+        )
+
+    def _feed(self, batch: list[str], now: float) -> None:
+        if not batch or self._tracker is None:
+            return
+        view = self.query_one(StreamView)
+        was_reasoning = view.reasoning
+        view.add(self._tracker.feed(batch, now), batch)
+        if view.reasoning and not was_reasoning:
+            self.refresh_keys()  # the fold key appears in the footer
 
     def _round_done(self, r: RoundRecord) -> None:
         self.records.append(r)
         self.streaming = None
         view = self.query_one(StreamView)
-        if view.index != r.index or view.text != r.response:
-            view.show(r.index, r.response)  # e.g. a round with no tokens at all
-        speed = f" · {r.tokens_per_second:.0f} tok/s" if self.mstui.show_timings else ""
-        answer = r.answer_text if r.answer_text is not None else "(no answer found)"
+        timings = self.mstui.show_timings
+        numbers = thinking_numbers(r, timings)
+        if view.index != r.index or not view.shows(r):
+            view.show_record(r, numbers=numbers)  # e.g. a round with no tokens at all
+        else:  # the streamed text is the record's: only the fold line takes the core's numbers
+            view.set_fold(numbers, view.TRUNCATED if r.truncated else "")
+        speed = f" · {r.tokens_per_second:.0f} tok/s" if timings else ""
+        answer = answer_label(r)
         self.query_one("#round-stats", Static).update(
             Text(
                 f"round {r.index}: answer {answer} {mark(r.correct)} [{r.extraction_rule}] · "
@@ -309,7 +393,7 @@ class LiveScreen(Screen[None]):
             self.app.notify("a run is in progress; Esc cancels it", severity="warning")
             return
         self.running = True
-        self.refresh_bindings()
+        self.refresh_keys()
 
     def action_next_problem(self) -> None:
         """Load the next problem of the set into the question box."""
@@ -381,6 +465,10 @@ class LiveScreen(Screen[None]):
                 else None
             )
         self.refresh_status()
+
+    def action_thinking(self) -> None:
+        """Fold / unfold the round's thinking."""
+        self.query_one(StreamView).toggle_thinking(live=self.streaming is not None)
 
     def action_cancel(self) -> None:
         """Esc: cancel the round in flight at once (or leave the question box)."""

@@ -14,7 +14,15 @@ from textual.widgets import Footer, Input, Select, Static
 from mstui.core.types import Decision, RoundRecord
 from mstui.ui.services import StoredFit
 from mstui.ui.view import SetWhatIf, WhatIf, prob_view, set_what_if, what_if
-from mstui.ui.widgets import DecisionPanel, ProbPanel, RoundStrip, StreamView, mark
+from mstui.ui.widgets import (
+    DecisionPanel,
+    ProbPanel,
+    RoundStrip,
+    StreamView,
+    answer_label,
+    mark,
+    thinking_numbers,
+)
 from mstui.ui.worker import one_line
 
 if TYPE_CHECKING:
@@ -34,6 +42,7 @@ class ReplayScreen(Screen[None]):
         Binding("w", "what_if", "What-if"),
         Binding("W", "what_if_set", "What-if (set)"),
         Binding("v", "next_fit", "Fit ▸"),
+        Binding("z", "thinking", "Thinking"),
     ]
 
     def __init__(self, run_id: int) -> None:
@@ -132,8 +141,11 @@ class ReplayScreen(Screen[None]):
             int(run.get("max_rounds") or len(self.rounds)),
             label,
         )
-        self.query_one(StreamView).show(t, r.response, f"round {t} of {len(self.rounds)}")
-        answer = r.answer_text if r.answer_text is not None else "(no answer found)"
+        self.query_one(StreamView).show_record(
+            r, f"round {t} of {len(self.rounds)}", thinking_numbers(r, self.mstui.show_timings)
+        )
+        self.refresh_bindings()  # the fold key shows for a round that thought
+        answer = answer_label(r)
         self.query_one("#round-stats", Static).update(
             Text(
                 f"round {t}: answer {answer} {mark(r.correct)} [{r.extraction_rule}] · "
@@ -144,6 +156,16 @@ class ReplayScreen(Screen[None]):
         self.query_one(ProbPanel).show(view)
         self.query_one(DecisionPanel).show(d)
         self.query_one(RoundStrip).show(self.rounds, list(self.decisions.values()), cursor=t)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The fold key only for a round that has a thinking part."""
+        if action == "thinking":
+            return self.query_one(StreamView).reasoning
+        return True
+
+    def action_thinking(self) -> None:
+        """Fold / unfold the round's thinking."""
+        self.query_one(StreamView).toggle_thinking()
 
     def action_move(self, delta: int) -> None:
         """Previous / next round."""

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rich.cells import cell_len
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
-from textual.containers import VerticalScroll
+from textual.cache import LRUCache
+from textual.geometry import Region, Size
+from textual.scroll_view import ScrollView
+from textual.selection import Selection
+from textual.strip import Strip
 from textual.widgets import Static
 
+from mstui.core.reasoning import Segment as Part
 from mstui.core.types import Decision, RoundRecord
 from mstui.ui.view import ProbView
+from mstui.ui.wrap import CONTROLS, WrappedText
 
 BAR_WIDTH = 16
 
@@ -31,44 +40,304 @@ def bar(p: float, width: int = BAR_WIDTH) -> str:
     return ("█" * full + (" ▏▎▍▌▋▊▉"[part] if part else "")).ljust(width)
 
 
-class StreamView(VerticalScroll):
-    """The round in flight (or a replayed round): plain text appended as tokens arrive."""
+def thinking_numbers(r: RoundRecord, timings: bool = True) -> str:
+    """The fold line's numbers for a finished round, from its record: thinking tokens, and the
+    round's generation speed when timings are shown ("" for a round that did not think)."""
+    if r.final is None:
+        return ""
+    speed = f" · {r.tokens_per_second:.0f} tok/s" if timings and r.tokens_per_second else ""
+    return f"{r.thinking_tokens:,} tok{speed}"
+
+
+def answer_label(r: RoundRecord) -> str:
+    """The extracted answer for a stats line, or why there is none."""
+    if r.answer_text is not None:
+        return r.answer_text
+    return "none (ended inside its thinking)" if r.truncated else "(no answer found)"
+
+
+class StreamView(ScrollView, can_focus=True):
+    """The round in flight (or a stored round): the thinking folded to one line (`z` unfolds it),
+    then the final part in full.
+
+    A line-API view over two WrappedTexts: an append wraps only the last line, a refresh redraws
+    only the lines that changed (the growing last line, unless lines were added or it scrolled),
+    and finished lines are drawn once and cached. So showing one more token costs the same at
+    1k tokens as at 32k. `thinking` and `final` are rebuilt from the drawn lines, so checks
+    compare what is on screen.
+    """
+
+    DEFAULT_CSS = """
+    StreamView { scrollbar-gutter: stable; overflow-x: hidden; }
+    """
+    ALLOW_SELECT = True
+    TRUNCATED = "no answer: the round ended inside its thinking"
 
     def __init__(self, **kw: object) -> None:
         super().__init__(**kw)  # type: ignore[arg-type]
         self.index = -1
-        self._parts: list[str] = []
-        self.body = Static("", id="stream-body", markup=False)
+        self.expanded = False  # the thinking is shown in full (kept across rounds)
+        self._width = 80  # the wrap width: the content width once the view has a size
+        self._strips: LRUCache[tuple[str, int], Strip] = LRUCache(1024)  # finished lines, drawn
+        self._base = Style()  # the widget's style, looked up once per render pass
+        self._height = 0  # rows in the document when the view was last fully refreshed
+        self._clear()
 
-    def compose(self):  # type: ignore[no-untyped-def]
-        yield self.body
+    def _clear(self) -> None:
+        self.reasoning = False  # the round has a thinking part: the fold line is shown
+        self.thinking_doc = WrappedText(self._width)
+        self.final_doc = WrappedText(self._width)
+        self._raw: list[str] = []
+        # Leading whitespace of the thinking, and of a final part after one, is not shown.
+        self._skip = {"thinking": True, "final": False}
+        self.fold_numbers = ""  # "12,345 tok · 38 tok/s", from the caller
+        self.note = ""  # a plain line where the final part would be (a truncated round)
+        self._strips.clear()
+
+    # ---- content --------------------------------------------------------------------------------
 
     @property
     def text(self) -> str:
-        """Everything shown for the current round (the benchmark checks it equals the stream)."""
-        return "".join(self._parts)
+        """The round's raw text as it was handed in, tags included (the stream, for checks)."""
+        if len(self._raw) > 1:
+            self._raw[:] = ["".join(self._raw)]
+        return self._raw[0] if self._raw else ""
+
+    @property
+    def thinking(self) -> str:
+        """The thinking part as drawn when unfolded (rebuilt from its lines)."""
+        return self.thinking_doc.text
+
+    @property
+    def final(self) -> str:
+        """The final part as drawn (rebuilt from its lines); the whole text of a plain round."""
+        return self.final_doc.text
+
+    @property
+    def fold_line(self) -> str:
+        """The one line that stands for the thinking: its length and speed."""
+        arrow, hint = ("▾", "z: fold") if self.expanded else ("▸", "z: unfold")
+        numbers = f" · {self.fold_numbers}" if self.fold_numbers else ""
+        return f"{arrow} thinking{numbers}  ({hint})"
 
     def reset(self, index: int, title: str = "") -> None:
-        """Start showing round `index`."""
+        """Start showing round `index` (plain until a thinking part arrives)."""
         self.index = index
-        self._parts = []
+        self._clear()
         self.border_title = title or f"round {index}"
-        self.body.update("")
+        self._changed(follow=False)
+        self.scroll_home(animate=False, immediate=True)
 
-    def append(self, pieces: Sequence[str]) -> None:
-        """Add streamed pieces and keep the newest text in view."""
-        if not pieces:
-            return
-        self._parts.append("".join(pieces))
-        self.body.update(Text(self.text))
-        self.scroll_end(animate=False, immediate=False)
+    def add(self, parts: Sequence[Part], raw: Sequence[str] = ()) -> None:
+        """Add streamed parts (the core's ThinkingStream segments) and keep the end in view
+        when it was in view; `raw` is the streamed text they came from."""
+        if raw:
+            self._raw.append("".join(raw))
+        follow = self.is_vertical_scroll_end
+        was_reasoning = self.reasoning
+        grown = {kind for part in parts if (kind := self._add(part.kind, part.text))}
+        if self.reasoning != was_reasoning:
+            self._changed(follow=follow)
+        else:
+            self._changed(follow=follow, rows=[self._last_row(kind) for kind in grown])
+
+    def _add(self, kind: str, text: str) -> str | None:
+        if kind == "thinking" and not self.reasoning:
+            self.reasoning = True
+            self._skip["final"] = not self.final_doc.chars
+        if self._skip[kind]:
+            text = text.lstrip()
+            if not text:
+                return None
+            self._skip[kind] = False
+        (self.thinking_doc if kind == "thinking" else self.final_doc).append(text)
+        return kind
+
+    def set_fold(self, numbers: str, note: str = "") -> None:
+        """The fold line's numbers (given, never computed here) and a note below it."""
+        was = (self.reasoning, self.note)
+        self.fold_numbers, self.note = numbers, note
+        self.reasoning = self.reasoning or bool(numbers)
+        follow = self.is_vertical_scroll_end
+        self._changed(follow=follow, rows=[0] if was == (self.reasoning, note) else None)
 
     def show(self, index: int, text: str, title: str = "") -> None:
-        """Replace the content with a whole stored round."""
+        """Replace the content with a whole plain text."""
         self.reset(index, title)
-        self._parts = [text]
-        self.body.update(Text(text))
-        self.scroll_home(animate=False)
+        self._raw = [text]
+        self.final_doc.append(text)
+        self._changed(follow=False)
+
+    def show_record(self, r: RoundRecord, title: str = "", numbers: str = "") -> None:
+        """A finished round from its record: thinking folded under `numbers`, final in full,
+        and a plain line when it ended inside its thinking."""
+        self.reset(r.index, title)
+        self._raw = [r.response]
+        if r.final is None:  # a model that does not think: the whole response is the answer
+            self.final_doc.append(r.response)
+        else:
+            self.reasoning = True
+            self.thinking_doc.append(r.thinking)
+            self.final_doc.append(r.final)
+        self.set_fold(numbers, self.TRUNCATED if r.truncated else "")
+        self._changed(follow=False)
+
+    def shows(self, r: RoundRecord) -> bool:
+        """Whether the drawn parts are the record's (O(length): once per round, not per frame)."""
+        if r.final is None:
+            return not self.reasoning and self.final == r.response
+        return (
+            self.reasoning
+            and self.thinking.strip() == r.thinking
+            and self.final.strip() == r.final.strip()
+        )
+
+    def toggle_thinking(self, *, live: bool = False) -> bool:
+        """Fold / unfold the thinking; False when the round has none. Unfolded, a stored round
+        shows the thinking from its start, a `live` one keeps following the newest text."""
+        if not self.reasoning:
+            return False
+        self.expanded = not self.expanded
+        if self.expanded and self.thinking_doc.set_width(self._width):
+            self._strips.clear()  # it is not rewrapped while folded
+        self._changed(follow=live or (self.is_vertical_scroll_end and not self.expanded))
+        return True
+
+    # ---- the document's rows --------------------------------------------------------------------
+
+    def _sections(self) -> list[tuple[str, int]]:
+        """The document's sections in order: (kind, rows)."""
+        out: list[tuple[str, int]] = []
+        if self.reasoning:
+            out.append(("fold", 1))
+            if self.expanded:
+                out.append(("thinking", len(self.thinking_doc)))
+        if self.note:
+            out.append(("note", 1))
+        if not self.reasoning:
+            out.append(("final", len(self.final_doc)))
+        elif self.final_doc.chars:
+            if self.expanded:
+                out.append(("rule", 1))
+            out.append(("final", len(self.final_doc)))
+        return out
+
+    def _row(self, y: int) -> tuple[str, int, str] | None:
+        """(kind, line index within its part, text) of document row y."""
+        for kind, n in self._sections():
+            if y < n:
+                if kind in ("thinking", "final"):
+                    doc = self.thinking_doc if kind == "thinking" else self.final_doc
+                    return kind, y, doc.line(y)
+                text = {"fold": self.fold_line, "note": self.note}.get(kind, "── final ──")
+                return kind, -1, text
+            y -= n
+        return None
+
+    def _last_row(self, kind: str) -> int | None:
+        """The document row of a part's growing last line (None while it is folded away)."""
+        top = 0
+        for section, n in self._sections():
+            if section == kind:
+                return top + n - 1
+            top += n
+        return None
+
+    def _changed(self, *, follow: bool, rows: Sequence[int | None] | None = None) -> None:
+        """Redraw after a change: only `rows` when no row was added or removed, else all of it."""
+        height = sum(n for _, n in self._sections())
+        if rows is not None and height == self._height:
+            for row in rows:
+                if row is not None:
+                    self.refresh_line(row)
+            return
+        self._height = height
+        size = Size(self._width, height)
+        if size != self.virtual_size:
+            # The view's own size is fixed by the layout (CSS), so a longer document needs new
+            # scrollbars, not the screen-wide layout pass that setting virtual_size would start.
+            self.set_reactive(ScrollView.virtual_size, size)
+            self._scroll_update(size)
+        if follow:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
+        self.refresh()
+
+    def on_resize(self) -> None:
+        """Rewrap for the new width (the folded thinking waits until it is unfolded)."""
+        width = max(1, self.scrollable_content_region.width)
+        if width == self._width:
+            return
+        self._width = width
+        self._strips.clear()
+        self.final_doc.set_width(width)
+        if self.expanded:
+            self.thinking_doc.set_width(width)
+        self._changed(follow=self.is_vertical_scroll_end)
+
+    # ---- the line API -------------------------------------------------------------------------
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        """Look the widget's style up once per pass (it walks the DOM), then draw the lines."""
+        base = self.rich_style
+        if base != self._base:
+            self._base = base
+            self._strips.clear()
+        return super().render_lines(crop)
+
+    def render_line(self, y: int) -> Strip:
+        """One visible line: only these are drawn on a refresh."""
+        scroll_x, scroll_y = self.scroll_offset
+        width = self.scrollable_content_region.width
+        base = self._base
+        row = self._row(scroll_y + y)
+        if row is None:
+            return Strip.blank(width, base)
+        kind, index, line = row
+        selection = self.text_selection
+        span = selection.get_span(scroll_y + y) if selection is not None else None
+        # A finished line never changes: it is drawn once (the growing last line every time).
+        key = (kind, index)
+        final_line = index >= 0 and index < len(
+            (self.thinking_doc if kind == "thinking" else self.final_doc).lines
+        )
+        strip = self._strips.get(key) if final_line and span is None else None
+        if strip is None:
+            text = line.translate(CONTROLS)
+            style = base + _STYLES[kind]
+            if span is None:
+                strip = Strip([Segment(text, style)], cell_len(text))
+                if final_line:
+                    self._strips[key] = strip
+            else:
+                start, end = span
+                rich = Text(text, style=style, no_wrap=True)
+                rich.stylize(
+                    self.screen.get_component_rich_style("screen--selection"),
+                    start,
+                    len(rich) if end == -1 else end,
+                )
+                strip = Strip(rich.render(self.app.console), rich.cell_len)
+        return strip.crop_extend(scroll_x, scroll_x + width, base).apply_offsets(
+            scroll_x, scroll_y + y
+        )
+
+    def get_selection(self, selection: Selection) -> tuple[str, str] | None:
+        """The selected text, from the drawn lines (O(length): only on a copy)."""
+        lines = [row[2] for y in range(self._height) if (row := self._row(y))]
+        return selection.extract("\n".join(lines)), "\n"
+
+    def selection_updated(self, selection: Selection | None) -> None:
+        """Redraw the selection highlight."""
+        self.refresh()
+
+
+_STYLES = {
+    "fold": Style(bold=True),
+    "thinking": Style(dim=True, italic=True),
+    "note": Style(bold=True, color="yellow"),
+    "rule": Style(dim=True),
+    "final": Style(),
+}
 
 
 class RoundStrip(Static):

@@ -18,7 +18,7 @@ from mstui.core.backend import Backend
 from mstui.core.types import Action, Decision, RoundRecord
 from mstui.ui import messages as m
 from mstui.ui.breakpoints import Breakpoints, hit
-from mstui.ui.tokens import TokenBuffer
+from mstui.ui.tokens import RoundInfo, TokenBuffer
 from mstui.ui.view import prob_view
 
 # The loop, runner, session and store import numpy/scipy/sqlite-utils: they are imported on the
@@ -346,6 +346,7 @@ class ModelWorker:
         if isinstance(event, TokenStreamed):
             self.tokens.append(event.index, event.text)
         elif isinstance(event, RoundStarted):
+            self.tokens.begin(event.index, RoundInfo(event.tags, event.starts_in_thinking))
             self.post(m.RoundBegan(event.index))
         elif isinstance(event, RoundFinished):
             if event.record.finish_reason not in ("cancelled", "error"):

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mstui.analysis.pools import load_pool, split_by_problem
 from mstui.cli import main
 from mstui.core.evaluation import simulate_pool
-from mstui.fitting_io import load_pool, split_by_problem
 from mstui.store import Store
 from tests.test_cli_fit import write_pool
 

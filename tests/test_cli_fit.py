@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mstui.analysis.pools import load_labelled
 from mstui.cli import main
 from mstui.core.evaluation import Pool, simulate_pool
-from mstui.fitting_io import load_labelled
 from mstui.session import find_fit
 from mstui.store import Store
 
@@ -102,7 +102,7 @@ def test_too_little_data_is_reported(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_repeated_problems_identify_p0_spread(tmp_path: Path) -> None:
-    from mstui.fitting_io import fit_labelled
+    from mstui.analysis.pools import fit_labelled
 
     rng = np.random.default_rng(3)
     p0 = np.repeat(rng.beta(1.0, 1.0, 150), 4)  # 150 problems, 4 runs each

@@ -119,9 +119,9 @@ def evaluate_scope(sp: Any, specs: list[str], kappas: list[float], *, test_fract
     """Fit on train questions, score every policy on the test questions of one stored pool."""
     import numpy as np
 
+    from mstui.analysis.pools import split_by_problem
+    from mstui.analysis.report import by_level, fit_summary, fit_train, learning_curve, score_table
     from mstui.core.evaluation import bounds
-    from mstui.eval_report import by_level, fit_summary, fit_train, learning_curve, score_table
-    from mstui.fitting_io import split_by_problem
 
     ex = dataclasses.replace(extras or Extras(), draws=draws)
     train_idx, test_idx = split_by_problem(sp.problems, test_fraction, seed)
@@ -172,9 +172,9 @@ def extras_from_args(args: argparse.Namespace) -> Extras:
 def cmd_eval(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Evaluate every matching scope that has a pool."""
     out = out or sys.stdout
-    from mstui.eval_plot import write_plot
-    from mstui.eval_text import print_report
-    from mstui.fitting_io import load_pool
+    from mstui.analysis.plot import write_plot
+    from mstui.analysis.pools import load_pool
+    from mstui.analysis.text import print_report
 
     if not 0.0 < args.test_fraction < 1.0:
         raise ValueError(f"--test-fraction must be between 0 and 1 (got {args.test_fraction})")

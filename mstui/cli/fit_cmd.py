@@ -87,7 +87,7 @@ def _print_scope(r: dict[str, Any], out: TextIO) -> None:
 def cmd_fit(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Fit every (filtered) scope; exit 2 when nothing could be fitted."""
     out = out or sys.stdout
-    from mstui.fitting_io import fit_labelled, load_labelled
+    from mstui.analysis.pools import fit_labelled, load_labelled
 
     store = open_existing_store(args.db, readonly=False)  # saves the fits it makes
     try:

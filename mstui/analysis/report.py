@@ -44,7 +44,7 @@ class TrainedFit:
 
 def fit_train(train: Pool, problems: list[str], use_obs: bool) -> TrainedFit:
     """Fit the chain (p0 spread from repeated questions) and observation model on `train`."""
-    from mstui.fitting_io import LabelledArrays, with_p0_spread
+    from mstui.analysis.pools import LabelledArrays, with_p0_spread
 
     fit = fit_pool(train.correct, scope="train")
     om = train.fit_obs_model(fit) if use_obs else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, TextIO
 
-from mstui.eval_plot import terminal_plot
+from mstui.analysis.plot import terminal_plot
 
 
 def print_report(rep: dict[str, Any], out: TextIO) -> None:

@@ -44,6 +44,8 @@ def _scope_report(sf: Any, fit_id: int) -> dict[str, Any]:
         "counts": {"n_cc": f.n_cc, "n_cw": f.n_cw, "n_wc": f.n_wc, "n_ww": f.n_ww,
                    "n_rounds": f.n_rounds, "n_runs": sf.n_runs, "n_problems": sf.n_problems},
         "flags": list(f.flags),
+        # The one sparse rule (core): which rates are the prior; markov and gate refuse them.
+        "sparse": {"rates": list(f.sparse_rows), "reason": f.sparse_reason()},
         "checks": {k: {kk: vv for kk, vv in v.items() if kk != "details"}
                    | ({"rounds": v["details"]["rounds"]} if k == "accuracy-by-round" else {})
                    for k, v in sf.checks_dict().items()},
@@ -82,6 +84,9 @@ def _print_scope(r: dict[str, Any], out: TextIO) -> None:
               f"(lower = more informative; temper {cal['temper']:.2f})", file=out)
     if r["flags"]:
         print(f"  flags: {', '.join(r['flags'])}", file=out)
+    if r["sparse"]["reason"]:
+        print(f"  warning: {r['sparse']['reason']}; markov and gate refuse this fit "
+              "(--allow-sparse-fit insists)", file=out)
 
 
 def cmd_fit(args: argparse.Namespace, out: TextIO | None = None) -> int:

@@ -20,6 +20,10 @@ from mstui.core.markov import TwoStateChain
 
 IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
+# A transition row (from C: N_CC + N_CW; from W: N_WC + N_WW) with fewer transitions than this
+# is "sparse": its rate is essentially the prior, so it is flagged and does not drive decisions.
+MIN_ROW_TRANSITIONS = 5
+ALLOW_SPARSE_HINT = "pass --allow-sparse-fit to use it anyway"
 
 
 @dataclass(frozen=True)
@@ -30,8 +34,10 @@ class ChainFit:
     p0(q) across questions is Beta(p0_alpha, p0_beta) when repeated round-0 samples of the same
     question identify it, else None (one round-0 answer per question cannot separate "every
     question is 60% hard" from "60% of questions are always solved"). Flags name anything the UI
-    should warn about: "no-transitions" (a and b are the prior only), "no-round-0",
-    "p0-spread-unidentified".
+    should warn about: "no-transitions" (a and b are the prior only), "few-from-correct" /
+    "few-from-wrong" (that row has fewer than MIN_ROW_TRANSITIONS transitions, so a / b is
+    essentially the prior), "no-round-0", "p0-spread-unidentified". `sparse_rows` recomputes the
+    row flags from the counts, so fits stored before those flags existed are judged the same way.
     """
 
     scope: str
@@ -77,6 +83,27 @@ class ChainFit:
         """All counted transitions."""
         return self.n_cc + self.n_cw + self.n_wc + self.n_ww
 
+    @property
+    def sparse_rows(self) -> tuple[str, ...]:
+        """Which rates rest on fewer than MIN_ROW_TRANSITIONS transitions: "a" (from C), "b"."""
+        rows = (("a", self.n_cc + self.n_cw), ("b", self.n_wc + self.n_ww))
+        return tuple(name for name, n in rows if n < MIN_ROW_TRANSITIONS)
+
+    def sparse_reason(self) -> str | None:
+        """One line saying which rates are (essentially) the prior, or None when both rest on
+        data. The one rule for CLI, TUI and sweeps: such a fit does not drive markov or gate."""
+        if not self.sparse_rows:
+            return None
+        prior = f"Beta({self.prior_alpha:g}, {self.prior_beta:g})"
+        parts = []
+        for name in self.sparse_rows:
+            n = self.n_cc + self.n_cw if name == "a" else self.n_wc + self.n_ww
+            state = "C" if name == "a" else "W"
+            parts.append(f"{name} rests on {n} transition(s) from {state}")
+        return (f"the fit is sparse: {' and '.join(parts)} (fewer than {MIN_ROW_TRANSITIONS}), "
+                f"so {' and '.join(self.sparse_rows)} "
+                f"{'is' if len(self.sparse_rows) == 1 else 'are'} the {prior} prior, not data")
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict (flags as a list); inverse of from_dict."""
         d = asdict(self)
@@ -95,9 +122,19 @@ class ChainFit:
 def _beta_post(
     successes: int, failures: int, alpha: float, beta: float
 ) -> tuple[float, float, float]:
-    """Mean and central 95% interval of Beta(successes + α, failures + β)."""
+    """Mean and 95% interval of Beta(successes + α, failures + β).
+
+    Central interval, except with no successes (failures) it is one-sided, [0, q95] ([q05, 1]):
+    the central interval's lower end excludes the small rates that most often give zero events
+    (true b = 0.005 with a few dozen transitions from W was covered 62% of the time), as with the
+    Clopper-Pearson convention at k = 0."""
     pa, pb = successes + alpha, failures + beta
-    lo, hi = stats.beta.ppf([0.025, 0.975], pa, pb)
+    if successes == 0 and failures > 0:
+        lo, hi = 0.0, float(stats.beta.ppf(0.95, pa, pb))
+    elif failures == 0 and successes > 0:
+        lo, hi = float(stats.beta.ppf(0.05, pa, pb)), 1.0
+    else:
+        lo, hi = (float(v) for v in stats.beta.ppf([0.025, 0.975], pa, pb))
     return pa / (pa + pb), float(lo), float(hi)
 
 
@@ -201,6 +238,10 @@ def fit_chain(
     flags: list[str] = []
     if counts["n_cc"] + counts["n_cw"] + counts["n_wc"] + counts["n_ww"] == 0:
         flags.append("no-transitions")
+    if counts["n_cc"] + counts["n_cw"] < MIN_ROW_TRANSITIONS:
+        flags.append("few-from-correct")
+    if counts["n_wc"] + counts["n_ww"] < MIN_ROW_TRANSITIONS:
+        flags.append("few-from-wrong")
     if n0 == 0:
         flags.append("no-round-0")
     # Several round-0 answers of one question (repeated runs keyed "qid/run" collapse here only

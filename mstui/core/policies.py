@@ -15,7 +15,7 @@ from typing import Any
 
 from mstui.core import stopping
 from mstui.core.belief import ObservationModel, belief_trajectory, filter_mode
-from mstui.core.fitting import ChainFit
+from mstui.core.fitting import ALLOW_SPARSE_HINT, ChainFit
 from mstui.core.markov import TwoStateChain
 from mstui.core.types import Action, Decision, RoundRecord
 
@@ -269,13 +269,23 @@ def _number(text: str, what: str) -> float:
 
 
 def parse_policy(
-    spec: str, fit: ChainFit | None, obs_model: ObservationModel | None = None, price: float = 0.0
+    spec: str, fit: ChainFit | None, obs_model: ObservationModel | None = None,
+    price: float = 0.0, *, allow_sparse: bool = False,
 ) -> AnyPolicy:
-    """Build a policy from its spec; `price` is κ for plain "markov" ("markov:κ" overrides it)."""
+    """Build a policy from its spec; `price` is κ for plain "markov" ("markov:κ" overrides it).
+
+    markov and gate refuse a sparse fit (ChainFit.sparse_reason: a rate that is the prior) with a
+    one-line ValueError unless `allow_sparse`; this is the one rule every caller goes through.
+    """
     s = spec.strip().lower()
     name, _, arg = s.partition(":")
     if name in ("markov", "gate") and fit is None:
         raise ValueError(f"policy {name!r}: {NO_FIT}")
+    if name in ("markov", "gate") and fit is not None and not allow_sparse:
+        reason = fit.sparse_reason()
+        if reason:
+            raise ValueError(f"policy {name!r} refuses this fit: {reason}; fit more rounds, "
+                             f"or {ALLOW_SPARSE_HINT}")
     if name == "markov" and fit is not None:
         k = _number(arg, "markov price κ") if arg else _number(str(price), "price κ")
         return MarkovPolicy(fit, obs_model, k, "markov" if k == 0 else f"markov:{k:g}")

@@ -81,7 +81,7 @@ def decision_rows(test: Pool, fit: ChainFit, om: ObservationModel | None, specs:
             out[f"markov:{kappa:g}"] = k
     for spec in specs:
         if spec.startswith(("gate", "markov:")):
-            pol = parse_policy(spec, fit, om)
+            pol = parse_policy(spec, fit, om, allow_sparse=True)  # offline: see evaluate_scope
             out[pol.spec] = stop_rounds(test, pol)
     return out
 
@@ -155,7 +155,7 @@ def score_table(test: Pool, tf: TrainedFit, specs: list[str], kappas: list[float
             results += [score(test, k, f"markov:{kappa:g}", {"kappa": float(kappa)})
                         for kappa, k in zip(kappas, ks, strict=True)]
             continue
-        results += evaluate(test, [parse_policy(spec, tf.fit, tf.om)])
+        results += evaluate(test, [parse_policy(spec, tf.fit, tf.om, allow_sparse=True)])
     band = posterior_band(test, tf, specs, kappas, draws) if draws > 0 else {}
     shift = perturbation(test, tf, specs, kappas, delta) if delta is not None else {}
     front = {r.policy for r in pareto_front([r for r in results if r.policy != "oracle"])}

@@ -341,7 +341,9 @@ def cross_validate(
         om = train.fit_obs_model(fit) if with_obs_model else None
         sub = pool.subset(test)
         for s in specs:
-            ks[s][test] = stop_rounds(sub, parse_policy(s, fit, om, price), max_rounds)
+            # Offline scoring of small folds: a sparse fold fit is scored, not refused.
+            pol = parse_policy(s, fit, om, price, allow_sparse=True)
+            ks[s][test] = stop_rounds(sub, pol, max_rounds)
     return [score(pool, ks[s], s) for s in specs]
 
 

@@ -66,7 +66,8 @@ def test_fit_recovers_a_and_b(sim_db: Path, capsys: pytest.CaptureFixture[str]) 
     c = f["counts"]
     assert c["n_runs"] == 400 and c["n_rounds"] == 2400
     assert c["n_cc"] + c["n_cw"] + c["n_wc"] + c["n_ww"] == 2000
-    assert set(f["checks"]) == {"accuracy-by-round", "time-homogeneity", "first-order-markov"}
+    assert set(f["checks"]) == {"accuracy-by-round", "time-homogeneity", "first-order-markov",
+                                "question-heterogeneity"}
     for chk in f["checks"].values():
         assert 0.0 <= chk["p_value"] <= 1.0
     cal = f["observation_model"]

@@ -26,8 +26,8 @@ class Run:
 
 
 def needs_fit(spec: str) -> bool:
-    """Whether a policy spec decides from a fitted chain (markov, gate)."""
-    return spec.split(":", 1)[0].strip().lower() in ("markov", "gate")
+    """Whether a policy spec decides from a fitted chain (markov, mixture, gate)."""
+    return spec.split(":", 1)[0].strip().lower() in ("markov", "mixture", "gate")
 
 
 def make_policy(config: RunConfig, fit: ChainFit | None, gold: str | None,

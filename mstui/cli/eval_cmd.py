@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 from mstui.cli.common import dumps, open_existing_store, output_file
 
-DEFAULT_POLICIES = "none,fixed,repeat,gate,markov,oracle"
+DEFAULT_POLICIES = "none,fixed,repeat,gate,markov,mixture,oracle"
 DEFAULT_KAPPAS = (0.0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3)
 MIN_EVAL_QUESTIONS = 2  # a split into training and test questions needs one of each
 

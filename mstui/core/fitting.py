@@ -63,6 +63,8 @@ class ChainFit:
     prior_beta: float = 1.0
     flags: tuple[str, ...] = ()
     created: str = ""
+    # A mixture of chains (core.mixture.MixtureFit.to_dict) fitted on the same rounds, or None.
+    mixture: dict[str, Any] | None = None
 
     @property
     def chain(self) -> TwoStateChain:
@@ -274,7 +276,7 @@ def fit_chain(
         prior_beta=float(beta),
         flags=tuple(flags),
         created=datetime.now(UTC).isoformat(timespec="seconds"),
-        **counts,
+        n_cc=counts["n_cc"], n_cw=counts["n_cw"], n_wc=counts["n_wc"], n_ww=counts["n_ww"],
     )
 
 

@@ -34,7 +34,9 @@ def register(sub: Any) -> None:
                         "most runs)")
     p.add_argument("--policies", default=DEFAULT_POLICIES, metavar="LIST",
                    help="comma-separated: none, fixed (every fixed:N), repeat, gate, markov (the "
-                        "κ sweep), oracle, or exact specs such as fixed:2, markov:0.001, "
+                        "κ sweep, single chain), mixture (the mixture of chains fitted on the "
+                        "training questions), oracle, or exact specs such as fixed:2, "
+                        "markov:0.001, mixture:0.001, "
                         f"gate:gamma=0.9 (default {DEFAULT_POLICIES})")
     p.add_argument("--kappas", metavar="LIST",
                    help="prices κ for the markov sweep, comma-separated (default "

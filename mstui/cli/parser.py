@@ -18,7 +18,9 @@ from mstui.core.prompts import FORMATS, STRATEGIES
 POLICY_HELP = (
     "stopping policy: fixed (run to --max-rounds), fixed:N (N re-answers after the first), "
     "none (first answer only), repeat (stop when the answer repeats), markov[:PRICE] (the live "
-    "MarkovScale rule, needs a fit), gate (MarkovScale gating, needs a fit), oracle (stop at the "
+    "MarkovScale rule, needs a fit; uses the fit's mixture of chains when it won), "
+    "mixture[:PRICE] (the same rule under the mixture), gate (MarkovScale gating, needs a fit), "
+    "oracle (stop at the "
     "first correct round, needs --gold)"
 )
 

@@ -93,6 +93,8 @@ def cmd_run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         print(f"profile: {run.profile.describe()}", file=out)
         if found is not None:
             print(found.describe(), file=out)
+    if found is not None and args.json:  # the JSON lines stay rounds only; the choice goes aside
+        print(f"mstui: {found.describe()}", file=sys.stderr)
     if found is not None and found.stale:
         print(f"mstui: note: fit #{found.id} is stale ({found.stale}); `mstui fit` refits it",
               file=sys.stderr)

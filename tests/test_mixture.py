@@ -107,3 +107,24 @@ def test_markov_picks_the_mixture_when_it_won_and_says_so() -> None:
     assert "Mixture of 2 chains" in with_mix.decide([rec(0)], 4).reason
     with pytest.raises(ValueError, match="no mixture"):
         parse_policy("mixture", fit)
+
+
+def test_a_stored_fit_carries_its_mixture_to_markov(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from mstui.analysis.pools import fit_labelled, load_labelled
+    from mstui.core.evaluation import Pool
+    from mstui.core.fitting import ChainFit
+    from mstui.store import Store
+    from tests.test_cli_fit import write_pool
+
+    x = two_classes(8, nq=300)
+    base = simulate_pool(300, 6, 0.2, 0.2, 0.5, seed=8)
+    pool = Pool(x, base.tokens, base.answers, base.found, base.changed, base.agreement,
+                base.logprob)
+    with Store(tmp_path / "t.db") as store:
+        write_pool(store, pool)
+        sf = fit_labelled(load_labelled(store, model="sim.gguf", problem_set="sim",
+                                        strategy="reanswer"), {"model": "sim.gguf"})
+    stored = ChainFit.from_dict(sf.stored())
+    assert stored.mixture is not None and len(stored.mixture["w"]) == 2
+    assert stored.mixture["first_order_p"] is not None
+    assert isinstance(parse_policy("markov", stored), MixturePolicy)

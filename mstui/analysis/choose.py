@@ -9,7 +9,7 @@ used"). The order, best first:
 3. otherwise the fit of the same model and strategy with the most transitions, non-sparse and
    non-stale first: a fit of another problem set is a guess, and the guess that rests on the
    most rounds is the least bad one (a 30-question fit made a minute ago no longer wins over the
-   1,800-round pool fit because it is newer).
+   1,800-round pool fit because it is newer). When every fit is sparse, this set's wins.
 
 Per-level fits are never chosen (they describe one difficulty level, not a problem set). A stale
 fit (its labels were regraded since) is used only when no fresh fit of the same rank exists, and
@@ -105,12 +105,16 @@ def choose_fit(store: Store, model: str, strategy: str, problem_set: str | None,
     if exact and not _sparse(exact[0]):
         return _load(store, exact[0], model, strategy, True,
                      f"the newest fit of this problem set ({problem_set})")
-    ranked = sorted(candidates, key=lambda f: (_sparse(f), bool(f.get("stale")),
-                                               -sum(_rows(f))))
+    # Data first; among fits that are all sparse (all the prior), this set's scope still wins.
+    ranked = sorted(candidates, key=lambda f: (_sparse(f), f.get("problem_set") != problem_set,
+                                               bool(f.get("stale")), -sum(_rows(f))))
     best = ranked[0]
     is_exact = problem_set is not None and best.get("problem_set") == problem_set
     if problem_set is None:
         why = "no problem set to match: the fit of this model and strategy with the most data"
+    elif is_exact:
+        why = f"this problem set's fit ({problem_set}); every fit of this model and strategy " \
+              "is sparse"
     elif exact:
         why = (f"this problem set's fit is sparse; the fit of this model and strategy with the "
                f"most data ({best.get('problem_set')})")

@@ -25,6 +25,8 @@ class RunConfig:
     policy: str = "fixed"
     max_rounds: int = 4
     price: float = 0.0  # κ for the markov policy
+    fit_id: int | None = None  # a stored fit the user pinned (else the chooser picks one)
+    allow_sparse_fit: bool = False  # let markov/gate use a fit whose rates are the prior
     ctx: int | None = None
     gpu_layers: int = -1
     threads: int | None = None  # llama.cpp threads; None = every core

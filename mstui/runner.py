@@ -26,8 +26,8 @@ class Run:
 
 
 def needs_fit(spec: str) -> bool:
-    """Whether a policy spec decides from a fitted chain (markov, gate)."""
-    return spec.split(":", 1)[0].strip().lower() in ("markov", "gate")
+    """Whether a policy spec decides from a fitted chain (markov, mixture, gate)."""
+    return spec.split(":", 1)[0].strip().lower() in ("markov", "mixture", "gate")
 
 
 def make_policy(config: RunConfig, fit: ChainFit | None, gold: str | None,
@@ -36,7 +36,8 @@ def make_policy(config: RunConfig, fit: ChainFit | None, gold: str | None,
     spec = config.policy_spec
     if spec.startswith("oracle") and gold is None:
         raise ValueError("the oracle policy needs the gold answer; pass --gold")
-    policy: Policy = parse_policy(spec, fit, obs_model, price=config.price)
+    policy: Policy = parse_policy(spec, fit, obs_model, price=config.price,
+                                  allow_sparse=config.allow_sparse_fit)
     return policy
 
 

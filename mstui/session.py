@@ -3,50 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
+from mstui.analysis.choose import FoundFit, choose_fit
 from mstui.config import RunConfig
 from mstui.core.answers import normalize_answer
 from mstui.core.backend import Backend
-from mstui.core.belief import ObservationModel
-from mstui.core.fitting import ChainFit
 from mstui.core.loop import DecisionMade, Event, RoundFinished, RunFinished
 from mstui.store import Store
 
 STATUS_OF_REASON = {"policy": "finished", "cancelled": "cancelled", "error": "failed"}
 
 
-@dataclasses.dataclass(frozen=True)
-class FoundFit:
-    """A stored fit ready for the policies, with where it came from (shown to the user)."""
-
-    id: int
-    fit: ChainFit
-    obs_model: ObservationModel | None
-    scope: dict[str, Any]
-    exact: bool  # False when it was fitted on another problem set of the same model/strategy
-    stale: str | None = None  # why its labels changed since (`mstui traces regrade`), if they did
-
-
-def find_fit(store: Store, model: str, strategy: str, problem_set: str | None) -> FoundFit | None:
-    """The newest fit for (model, problem set, strategy); else the newest for the model/strategy."""
-    candidates = [f for f in store.fits()
-                  if f.get("model") == model and f.get("strategy") == strategy
-                  and f.get("level") is None]
-    if not candidates:
-        return None
-    exact = [f for f in candidates if f.get("problem_set") == problem_set]
-    chosen = (exact or candidates)[0]  # fits() is newest first
-    data = store.get_fit(int(chosen["id"]))
-    obs = data.get("obs_model")
-    return FoundFit(
-        id=int(chosen["id"]),
-        fit=ChainFit.from_dict(data),
-        obs_model=ObservationModel.from_dict(obs) if obs else None,
-        scope={"model": model, "problem_set": chosen.get("problem_set"), "strategy": strategy},
-        exact=bool(exact),
-        stale=chosen.get("stale"),
-    )
+def find_fit(store: Store, model: str, strategy: str, problem_set: str | None,
+             pin: int | None = None) -> FoundFit | None:
+    """The fit a run uses; see mstui.analysis.choose (the one chooser)."""
+    return choose_fit(store, model, strategy, problem_set, pin)
 
 
 class RunRecorder:

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mstui.analysis.pools import load_pool, split_by_problem
 from mstui.cli import main
 from mstui.core.evaluation import simulate_pool
-from mstui.fitting_io import load_pool, split_by_problem
 from mstui.store import Store
 from tests.test_cli_fit import write_pool
 
@@ -41,7 +41,7 @@ def test_eval_json_oracle_bounds_and_fixed_tokens(pool_db: Path,
     assert rep["n_train_questions"] + rep["n_test_questions"] == 240
     res = {r["policy"]: r for r in rep["results"]}
     expected = {"none", "repeat", "gate", "oracle", "markov:0", "markov:0.0001", "markov:0.001",
-                *(f"fixed:{n}" for n in range(1, N_ROUNDS))}
+                "mixture", *(f"fixed:{n}" for n in range(1, N_ROUNDS))}
     assert set(res) == expected
     for name, r in res.items():
         assert r["acc_lo"] <= r["accuracy"] <= r["acc_hi"]

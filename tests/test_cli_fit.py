@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mstui.analysis.pools import load_labelled
 from mstui.cli import main
 from mstui.core.evaluation import Pool, simulate_pool
-from mstui.fitting_io import load_labelled
 from mstui.session import find_fit
 from mstui.store import Store
 
@@ -66,7 +66,8 @@ def test_fit_recovers_a_and_b(sim_db: Path, capsys: pytest.CaptureFixture[str]) 
     c = f["counts"]
     assert c["n_runs"] == 400 and c["n_rounds"] == 2400
     assert c["n_cc"] + c["n_cw"] + c["n_wc"] + c["n_ww"] == 2000
-    assert set(f["checks"]) == {"accuracy-by-round", "time-homogeneity", "first-order-markov"}
+    assert set(f["checks"]) == {"accuracy-by-round", "time-homogeneity", "first-order-markov",
+                                "question-heterogeneity"}
     for chk in f["checks"].values():
         assert 0.0 <= chk["p_value"] <= 1.0
     cal = f["observation_model"]
@@ -102,7 +103,7 @@ def test_too_little_data_is_reported(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_repeated_problems_identify_p0_spread(tmp_path: Path) -> None:
-    from mstui.fitting_io import fit_labelled
+    from mstui.analysis.pools import fit_labelled
 
     rng = np.random.default_rng(3)
     p0 = np.repeat(rng.beta(1.0, 1.0, 150), 4)  # 150 problems, 4 runs each

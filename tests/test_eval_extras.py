@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from mstui.analysis.pools import load_pool, split_by_problem
+from mstui.analysis.report import curve_sizes, fit_train
 from mstui.cli import main
 from mstui.core.evaluation import score, simulate_pool, stop_rounds, sweep
 from mstui.core.policies import GatePolicy, MarkovPolicy
-from mstui.eval_report import curve_sizes, fit_train
-from mstui.fitting_io import load_pool, split_by_problem
 from mstui.store import Store
 from tests.test_cli_fit import write_pool
 

@@ -127,10 +127,11 @@ def test_homogeneity_check_detects_rates_changing_by_round() -> None:
 def test_fit_checks_accuracy_rows_and_pass_on_chain_data() -> None:
     x = simulate(np.random.default_rng(9), 4000, 6, 0.1, 0.3, 0.4)
     fit = fit_pool(x)
-    acc, hom, mk = fit_checks(*long_form(x), fit)
+    acc, hom, mk, het = fit_checks(*long_form(x), fit)
     rows = acc.details["rounds"]
     assert len(rows) == 6 and all(r["lo"] <= r["observed"] <= r["hi"] for r in rows)
     assert acc.p_value > 0.001 and hom.p_value > 0.001 and mk.p_value > 0.001
+    assert het.p_value > 0.001
 
 
 def test_fit_scopes_and_bad_input() -> None:

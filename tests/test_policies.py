@@ -25,8 +25,25 @@ def rec(
 
 def make_fit(a: float = 0.1, b: float = 0.3, p0: float = 0.4) -> ChainFit:
     base = fit_pool(np.zeros((2, 2), bool))
-    d = base.to_dict() | {"a": a, "b": b, "p0": p0}
+    # Counts large enough that neither rate is the prior (a sparse fit is refused, see below).
+    d = base.to_dict() | {"a": a, "b": b, "p0": p0, "n_cc": 50, "n_cw": 50, "n_wc": 50,
+                          "n_ww": 50, "flags": []}
     return ChainFit.from_dict(d)
+
+
+def test_markov_and_gate_refuse_a_sparse_fit_unless_insisted() -> None:
+    zero = fit_pool(np.zeros((2, 2), bool))  # CC 0 CW 0: a is the prior
+    assert "few-from-correct" in zero.flags and zero.sparse_rows == ("a", "b")
+    for spec in ("markov", "markov:0.01", "gate", "gate:gamma=0.5"):
+        with pytest.raises(ValueError, match=r"a rests on 0 transition.*--allow-sparse-fit"):
+            parse_policy(spec, zero)
+        assert parse_policy(spec, zero, allow_sparse=True).spec.startswith(spec.split(":")[0])
+    # The rule reads the counts, so a fit stored before the flags existed is judged the same.
+    old = ChainFit.from_dict(zero.to_dict() | {"flags": []})
+    with pytest.raises(ValueError, match="sparse"):
+        parse_policy("markov", old)
+    # Policies that do not use the chain never mind.
+    assert parse_policy("repeat", zero).spec == "repeat"
 
 
 def test_parse_specs_and_errors() -> None:

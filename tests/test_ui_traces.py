@@ -145,7 +145,8 @@ async def test_fit_screen_shows_scope_and_refits(demo) -> None:  # type: ignore[
         assert screen.shown.fit_id == info["fit_id"]
         assert screen.shown.fit.a == pytest.approx(fit.a)
         names = [c["name"] for c in screen.shown.checks]
-        assert names == ["accuracy-by-round", "time-homogeneity", "first-order-markov"]
+        assert names == ["accuracy-by-round", "time-homogeneity", "first-order-markov",
+                         "question-heterogeneity"]
         # The plot draws the core's check rows: observed vs p_n = chain.accuracy(p̂0, n).
         rows = accuracy_rows(screen.shown)
         assert [r["round"] for r in rows] == [0, 1, 2, 3]
@@ -173,7 +174,7 @@ async def test_fit_screen_shows_scope_and_refits(demo) -> None:  # type: ignore[
         # observation model the live markov policy filters with.
         assert saved is not None and "obs_model" in saved[1]
         assert set(saved[1]["checks"]) == {"accuracy-by-round", "time-homogeneity",
-                                           "first-order-markov"}
+                                           "first-order-markov", "question-heterogeneity"}
     # The refit counts every stored round of the scope: the pool plus the markov runs.
     assert new.n_rounds == sum(
         len(Store(db).get_run(i)["rounds"]) for i in info["pool"] + info["markov"]

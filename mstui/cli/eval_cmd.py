@@ -11,8 +11,9 @@ from typing import Any, TextIO
 
 from mstui.cli.common import dumps, open_existing_store, output_file
 
-DEFAULT_POLICIES = "none,fixed,repeat,gate,markov,oracle"
+DEFAULT_POLICIES = "none,fixed,repeat,gate,markov,mixture,oracle"
 DEFAULT_KAPPAS = (0.0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3)
+MIN_EVAL_QUESTIONS = 2  # a split into training and test questions needs one of each
 
 
 def register(sub: Any) -> None:
@@ -33,7 +34,9 @@ def register(sub: Any) -> None:
                         "most runs)")
     p.add_argument("--policies", default=DEFAULT_POLICIES, metavar="LIST",
                    help="comma-separated: none, fixed (every fixed:N), repeat, gate, markov (the "
-                        "κ sweep), oracle, or exact specs such as fixed:2, markov:0.001, "
+                        "κ sweep, single chain), mixture (the mixture of chains fitted on the "
+                        "training questions), oracle, or exact specs such as fixed:2, "
+                        "markov:0.001, mixture:0.001, "
                         f"gate:gamma=0.9 (default {DEFAULT_POLICIES})")
     p.add_argument("--kappas", metavar="LIST",
                    help="prices κ for the markov sweep, comma-separated (default "
@@ -119,9 +122,10 @@ def evaluate_scope(sp: Any, specs: list[str], kappas: list[float], *, test_fract
     """Fit on train questions, score every policy on the test questions of one stored pool."""
     import numpy as np
 
+    from mstui.analysis.pools import split_by_problem
+    from mstui.analysis.report import by_level, fit_summary, fit_train, learning_curve, score_table
     from mstui.core.evaluation import bounds
-    from mstui.eval_report import by_level, fit_summary, fit_train, learning_curve, score_table
-    from mstui.fitting_io import split_by_problem
+    from mstui.runner import needs_fit
 
     ex = dataclasses.replace(extras or Extras(), draws=draws)
     train_idx, test_idx = split_by_problem(sp.problems, test_fraction, seed)
@@ -129,6 +133,11 @@ def evaluate_scope(sp: Any, specs: list[str], kappas: list[float], *, test_fract
     train_problems = [sp.problems[i] for i in train_idx]
     # Repeated runs of a question identify the spread of p0(q) (for the bounds).
     tf = fit_train(train, train_problems, use_obs)
+    # The one sparse rule: a training fit whose rates are the prior does not drive markov/gate,
+    # so their rows are left out of the table and the reason is reported instead.
+    sparse = tf.fit.sparse_reason()
+    refused = [s for s in specs if needs_fit(s)] if sparse else []
+    specs = [s for s in specs if s not in refused]
     rep: dict[str, Any] = {
         "max_rounds": sp.max_rounds,
         "n_train_questions": len(set(train_problems)),
@@ -142,6 +151,7 @@ def evaluate_scope(sp: Any, specs: list[str], kappas: list[float], *, test_fract
         "bounds": bounds(test, tf.fit),
         "mean_tokens_per_round": float(np.mean(test.tokens)),
         "perturb": ex.delta,
+        "refused": {"policies": refused, "reason": sparse} if refused else None,
     }
     if ex.curve:
         rep["learning_curve"] = learning_curve(train, train_problems, test, tf, specs, kappas,
@@ -172,9 +182,9 @@ def extras_from_args(args: argparse.Namespace) -> Extras:
 def cmd_eval(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Evaluate every matching scope that has a pool."""
     out = out or sys.stdout
-    from mstui.eval_plot import write_plot
-    from mstui.eval_text import print_report
-    from mstui.fitting_io import load_pool
+    from mstui.analysis.plot import write_plot
+    from mstui.analysis.pools import load_pool
+    from mstui.analysis.text import print_report
 
     if not 0.0 < args.test_fraction < 1.0:
         raise ValueError(f"--test-fraction must be between 0 and 1 (got {args.test_fraction})")
@@ -195,28 +205,50 @@ def cmd_eval(args: argparse.Namespace, out: TextIO | None = None) -> int:
         if not scopes:
             raise ValueError(f"no labelled runs in {store.path} match the filters; run "
                              "`mstui sweep --policy fixed` on a problem set with gold answers")
+        skipped: list[dict[str, Any]] = []
         for s in scopes:
-            if None in (s["model"], s["problem_set"], s["strategy"]):
-                continue  # no way to select exactly these runs (see `mstui fit`)
+            scope = {k: s[k] for k in ("model", "problem_set", "strategy")}
+            if None in scope.values():
+                # No way to select exactly these runs (see `mstui fit`).
+                skipped.append({"scope": scope, "reason": "runs without a model, problem set "
+                                "or strategy cannot be selected"})
+                continue
             sp = load_pool(store, model=s["model"], problem_set=s["problem_set"],
                            strategy=s["strategy"], max_rounds=args.max_rounds)
             if sp is None:
+                skipped.append({"scope": scope, "reason": "no pool: no finished fixed run that "
+                                "went to its cap" + (f" of {args.max_rounds} rounds"
+                                                     if args.max_rounds else "")})
+                continue
+            n_q = len(set(sp.problems))
+            if n_q < MIN_EVAL_QUESTIONS:
+                # A stray `mstui run` makes a scope of one question; it cannot be split into
+                # training and test questions, and must not stop the others being evaluated.
+                skipped.append({"scope": scope, "reason": f"{n_q} distinct question(s); "
+                                f"fitting and scoring on disjoint questions needs at least "
+                                f"{MIN_EVAL_QUESTIONS}"})
                 continue
             specs = expand_policies(args.policies, sp.max_rounds)
             rep = evaluate_scope(sp, specs, kappas, test_fraction=args.test_fraction,
                                  seed=args.seed, draws=args.sensitivity,
                                  use_obs=not args.no_obs_model, extras=extras)
-            rep["scope"] = {k: s[k] for k in ("model", "problem_set", "strategy")}
+            rep["scope"] = scope
             reports.append(rep)
     if not reports:
         cap = f" capped at {args.max_rounds} rounds" if args.max_rounds else ""
-        raise ValueError(f"no pool{cap}: evaluation needs finished runs that went to their cap "
-                         "with the fixed policy; run `mstui sweep --policy fixed --max-rounds 6`")
+        why = "; ".join(f"{sk['scope']['problem_set']}: {sk['reason']}" for sk in skipped[:4])
+        raise ValueError(f"no pool{cap} to evaluate ({why}): evaluation needs finished runs "
+                         "that went to their cap with the fixed policy; run `mstui sweep "
+                         "--policy fixed --max-rounds 6`")
     if args.json:
-        print(dumps({"scopes": reports}), file=out)
+        print(dumps({"scopes": reports, "skipped": skipped}), file=out)
     else:
         for rep in reports:
             print_report(rep, out)
+        for sk in skipped:
+            s = sk["scope"]
+            print(f"skipped {s['model']} · {s['problem_set']} · {s['strategy']}: {sk['reason']}",
+                  file=out)
     if args.plot:
         write_plot(reports[0], Path(args.plot))
         if not args.json:

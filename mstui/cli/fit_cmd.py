@@ -44,6 +44,9 @@ def _scope_report(sf: Any, fit_id: int) -> dict[str, Any]:
         "counts": {"n_cc": f.n_cc, "n_cw": f.n_cw, "n_wc": f.n_wc, "n_ww": f.n_ww,
                    "n_rounds": f.n_rounds, "n_runs": sf.n_runs, "n_problems": sf.n_problems},
         "flags": list(f.flags),
+        # The one sparse rule (core): which rates are the prior; markov and gate refuse them.
+        "sparse": {"rates": list(f.sparse_rows), "reason": f.sparse_reason()},
+        "mixture": f.mixture,
         "checks": {k: {kk: vv for kk, vv in v.items() if kk != "details"}
                    | ({"rounds": v["details"]["rounds"]} if k == "accuracy-by-round" else {})
                    for k, v in sf.checks_dict().items()},
@@ -82,12 +85,31 @@ def _print_scope(r: dict[str, Any], out: TextIO) -> None:
               f"(lower = more informative; temper {cal['temper']:.2f})", file=out)
     if r["flags"]:
         print(f"  flags: {', '.join(r['flags'])}", file=out)
+    mix = r.get("mixture")
+    if mix:
+        k = len(mix["w"])
+        ho = mix.get("heldout") or []
+        line = f"  mixture of chains: {k} class(es) on held-out likelihood"
+        if len(ho) > 1:
+            line += f" (per question: K=1 {ho[0]:.4f}, K={k} {ho[k - 1]:.4f})"
+        print(line, file=out)
+        for i, (w, a, b, p0) in enumerate(zip(mix["w"], mix["a"], mix["b"], mix["p0"],
+                                              strict=True)):
+            print(f"    class {i}: weight {w:.3f} · a {a:.3f} · b {b:.3f} · p0 {p0:.3f}",
+                  file=out)
+        if mix.get("first_order_p") is not None:
+            print(f"    first-order check under the mixture: p = {mix['first_order_p']:.3g} "
+                  f"({mix['first_order_draws']} bootstrap draws); markov uses the mixture",
+                  file=out)
+    if r["sparse"]["reason"]:
+        print(f"  warning: {r['sparse']['reason']}; markov and gate refuse this fit "
+              "(--allow-sparse-fit insists)", file=out)
 
 
 def cmd_fit(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Fit every (filtered) scope; exit 2 when nothing could be fitted."""
     out = out or sys.stdout
-    from mstui.fitting_io import fit_labelled, load_labelled
+    from mstui.analysis.pools import fit_labelled, load_labelled
 
     store = open_existing_store(args.db, readonly=False)  # saves the fits it makes
     try:

@@ -18,7 +18,9 @@ from mstui.core.prompts import FORMATS, STRATEGIES
 POLICY_HELP = (
     "stopping policy: fixed (run to --max-rounds), fixed:N (N re-answers after the first), "
     "none (first answer only), repeat (stop when the answer repeats), markov[:PRICE] (the live "
-    "MarkovScale rule, needs a fit), gate (MarkovScale gating, needs a fit), oracle (stop at the "
+    "MarkovScale rule, needs a fit; uses the fit's mixture of chains when it won), "
+    "mixture[:PRICE] (the same rule under the mixture), gate (MarkovScale gating, needs a fit), "
+    "oracle (stop at the "
     "first correct round, needs --gold)"
 )
 
@@ -110,6 +112,14 @@ def add_run_options(p: argparse.ArgumentParser, *, default_rounds: int = 4,
     g.add_argument("--price", type=ranged(float, 0.0, 1.0), default=0.0, metavar="KAPPA",
                    help="markov policy: accuracy you would trade for one token (default 0: "
                         "continue whenever one more round is expected to help)")
+    g.add_argument("--fit", type=ranged(int, 1, 2**62), default=None, metavar="ID",
+                   dest="fit_id",
+                   help="markov/gate: use this stored fit (its id as `mstui fit` prints it; "
+                        "default: this problem set's fit, else the fit of the model and "
+                        "strategy with the most data; the choice and its reason are printed)")
+    g.add_argument("--allow-sparse-fit", action="store_true",
+                   help="markov/gate: use a fit even when a rate rests on fewer than 5 "
+                        "transitions (it is then the prior; refused by default)")
     g.add_argument("--max-rounds", type=ranged(int, 1, 1000), default=default_rounds, metavar="N",
                    help="cap on total rounds, the first answer included "
                         f"(default {default_rounds})")
@@ -161,6 +171,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         policy="fixed" if args.policy == "auto" else args.policy,
         max_rounds=args.max_rounds,
         price=args.price,
+        fit_id=args.fit_id,
+        allow_sparse_fit=args.allow_sparse_fit,
         ctx=args.ctx,
         gpu_layers=args.gpu_layers,
         threads=args.threads,

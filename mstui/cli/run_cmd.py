@@ -83,7 +83,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         backend = open_backend(config)
         label = backend.info.model
     if store is not None and needs_fit(config.policy_spec):
-        found = find_fit(store, label, config.strategy, None)
+        found = find_fit(store, label, config.strategy, None, pin=config.fit_id)
     run = build_run(config, gold=args.gold, backend=backend, fit=found.fit if found else None,
                     obs_model=found.obs_model if found else None)
     config = run.config  # with the model profile's defaults
@@ -92,8 +92,9 @@ def cmd_run(args: argparse.Namespace, out: TextIO | None = None) -> int:
               f"strategy {config.strategy} · policy {run.policy.spec}", file=out)
         print(f"profile: {run.profile.describe()}", file=out)
         if found is not None:
-            print(f"fit #{found.id} from {found.scope['problem_set']}: "
-                  f"a={found.fit.a:.3f} b={found.fit.b:.3f} p0={found.fit.p0:.3f}", file=out)
+            print(found.describe(), file=out)
+    if found is not None and args.json:  # the JSON lines stay rounds only; the choice goes aside
+        print(f"mstui: {found.describe()}", file=sys.stderr)
     if found is not None and found.stale:
         print(f"mstui: note: fit #{found.id} is stale ({found.stale}); `mstui fit` refits it",
               file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import queue
 import signal
 import sys
@@ -119,16 +120,20 @@ def run_sweep(config: RunConfig, problems: Sequence[Problem], store: Store, *,
     cancel = cancel or threading.Event()
     default_grader().warm()  # Math-Verify's worker starts while the model loads
     store.upsert_problems(problems, problem_set=problem_set)
-    run = build_run(config, gold=problems[0].answer, backend=backend)  # loads the model once
-    config = run.config  # with the model profile's defaults
+    # The model is loaded once, before the fit is looked up (its name keys the fit), so a policy
+    # that needs a fit is built afterwards: loading with it would fail for want of the fit.
+    probe = dataclasses.replace(config, policy="fixed") if needs_fit(config.policy_spec) else config
+    run = build_run(probe, gold=problems[0].answer, backend=backend)
+    config = dataclasses.replace(run.config, policy=config.policy)  # with the profile's defaults
     model = run.backend.info.model
     found = None
     if needs_fit(config.policy_spec):
-        found = find_fit(store, model, config.strategy, problem_set)
+        found = find_fit(store, model, config.strategy, problem_set, pin=config.fit_id)
         if found is None:
             from mstui.core.policies import NO_FIT
 
             raise ValueError(f"policy {config.policy_spec!r}: {NO_FIT}")
+        print(f"mstui: {found.describe()}", file=sys.stderr)
         if found.stale:
             print(f"mstui: note: fit #{found.id} is stale ({found.stale}); `mstui fit` refits "
                   "it", file=sys.stderr)

@@ -19,8 +19,18 @@ States X_t ∈ {W, C} follow the fitted chain. Each round's observation is score
 The forward pass over pairs is exact for this model: α(x_{t−1}, x_t) ∝ m_{t−1}(x_{t−1})
 P(x_t | x_{t−1}) L(o_t | x_{t−1}, x_t), and q_t = Σ_{x_{t−1}} α(x_{t−1}, C) / Σ α. Naive Bayes
 tends to be over-confident, so the log-likelihoods are tempered by one exponent w fitted by
-minimum log-loss of the filtered beliefs on the training traces. Tables use add-one smoothing, so
-no likelihood is 0 and no belief is NaN.
+minimum log-loss of the filtered beliefs on the training traces, within (0, 1]: tempering only
+ever weakens the naive-Bayes evidence, never amplifies it.
+
+A feature that was not recorded carries no evidence (DESIGN §1.7): a missing log-probability
+(not requested, a backend that gives none, a round with no answer span) and an unknown change
+category (round 0) have factor 1 in both states, whatever a stored table says, so whether a
+feature exists never moves the belief. Tables are smoothed toward the pooled distribution of the
+feature over both states (a Dirichlet prior of one pseudo-count per category centred on the
+pooled frequencies), not toward uniform: a state with (almost) no training rounds then gets the
+pooled distribution, the same as the other state, and its likelihood ratio is about 1 instead of
+"uniform versus observed", which add-one smoothing turned into strong evidence. No likelihood is 0
+and no belief is NaN.
 """
 
 from __future__ import annotations
@@ -45,6 +55,8 @@ N_LP_BINS = 5
 N_TH_BINS = 4  # thinking-length bins
 PREDICT_ONLY = "predict-only: no observation model fitted, belief follows the chain alone"
 FILTERED = "filtered: belief updated from found / changed / agreement / log-probability"
+TEMPER_BOUNDS = (0.05, 1.0)  # tempering weakens over-confident naive Bayes; it never amplifies
+UNKNOWN_CHANGE = 4
 
 
 def change_category(changed: bool | None, agreement: float | None) -> int:
@@ -106,6 +118,10 @@ class ObservationModel:
         self._found = np.asarray(found, dtype=np.float64) ** w
         self._lp = np.asarray(logprob, dtype=np.float64) ** w
         self._ch = np.asarray(change, dtype=np.float64) ** w
+        # Missing features carry no evidence: neutral columns, also for tables stored before
+        # this rule (which learned "missing" as if it said something about the state).
+        self._lp[:, N_LP_BINS] = 1.0
+        self._ch[:, :, UNKNOWN_CHANGE] = 1.0
         # Plain nested lists for the per-decision path, where numpy scalars would only add cost.
         self._found_l: list[list[float]] = self._found.tolist()
         self._lp_l: list[list[float]] = self._lp.tolist()
@@ -151,6 +167,31 @@ class ObservationModel:
         fw = np.where(known, self._th[0][bins] * np.where(missing, self._tr[0][t], 1.0), 1.0)
         fc = np.where(known, self._th[1][bins] * np.where(missing, self._tr[1][t], 1.0), 1.0)
         return fw, fc
+
+    def likelihood_ratios(self, obs: Observation, q_prev: float | None = None,
+                          chain: TwoStateChain | None = None) -> dict[str, float]:
+        """Each feature's likelihood ratio P(feature | C) / P(feature | W) for one round, as the
+        filter uses it (tempered); 1.0 means "no evidence". The change feature depends on the
+        previous state: with `q_prev` (the belief after the previous round) and `chain` it is
+        averaged over that state as the filter does, else taken along the diagonal (C→C vs W→W).
+        For the why-view (issue 13): the belief's odds move by the product of these ratios."""
+        f, lb = int(obs.found), self.lp_bin(obs.logprob)
+        out = {"found": self._found_l[1][f] / self._found_l[0][f],
+               "log-probability": self._lp_l[1][lb] / self._lp_l[0][lb]}
+        rw, rc = self.reasoning_factors(obs.found, obs.truncated, obs.thinking_tokens)
+        out["reasoning"] = rc / rw
+        cat = change_category(obs.changed, obs.agreement)
+        ch = self._ch_l
+        if q_prev is None or chain is None:
+            out["change"] = ch[1][1][cat] / ch[0][0][cat]
+        else:
+            a, b = chain.a, chain.b
+            to_c = (1 - q_prev) * b * ch[0][1][cat] + q_prev * (1 - a) * ch[1][1][cat]
+            to_c /= (1 - q_prev) * b + q_prev * (1 - a)
+            to_w = (1 - q_prev) * (1 - b) * ch[0][0][cat] + q_prev * a * ch[1][0][cat]
+            to_w /= (1 - q_prev) * (1 - b) + q_prev * a
+            out["change"] = to_c / to_w
+        return out
 
     # -- encoding ---------------------------------------------------------------------------
     def lp_bin(self, logprob: float | None) -> int:
@@ -228,16 +269,18 @@ class ObservationModel:
             [[1, 1], [1, 1]], [[1] * (N_LP_BINS + 1)] * 2, edges, [[[1] * N_CHANGE] * 2] * 2
         )
         lb = model0.lp_bins(lp)
-        found_t = np.ones((2, 2)) + np.bincount(2 * xi[v] + fo[v], minlength=4).reshape(2, 2)
-        lp_t = np.ones((2, N_LP_BINS + 1)) + np.bincount(
-            (N_LP_BINS + 1) * xi[v] + lb[v], minlength=2 * (N_LP_BINS + 1)
-        ).reshape(2, -1)
-        pv = v[:, 1:] & v[:, :-1]
-        code = (2 * xi[:, :-1] + xi[:, 1:]) * N_CHANGE + cat[:, 1:]
-        ch_t = np.ones((4, N_CHANGE)) + np.bincount(code[pv], minlength=4 * N_CHANGE).reshape(4, -1)
-        found_t /= found_t.sum(axis=1, keepdims=True)
-        lp_t /= lp_t.sum(axis=1, keepdims=True)
-        ch_t /= ch_t.sum(axis=1, keepdims=True)
+        found_t = smoothed_table(np.bincount(2 * xi[v] + fo[v], minlength=4).reshape(2, 2))
+        # The log-probability table is learned from rounds that have one; its "missing" column
+        # is neutral (factor 1), see the module docstring.
+        known = v & (lb < N_LP_BINS)
+        lp_t = np.ones((2, N_LP_BINS + 1))
+        lp_t[:, :N_LP_BINS] = smoothed_table(np.bincount(
+            N_LP_BINS * xi[known] + lb[known], minlength=2 * N_LP_BINS).reshape(2, -1))
+        pv = v[:, 1:] & v[:, :-1] & (cat[:, 1:] != UNKNOWN_CHANGE)
+        code = (2 * xi[:, :-1] + xi[:, 1:]) * (N_CHANGE - 1) + cat[:, 1:]
+        ch_t = np.ones((4, N_CHANGE))
+        ch_t[:, :UNKNOWN_CHANGE] = smoothed_table(
+            np.bincount(code[pv], minlength=4 * (N_CHANGE - 1)).reshape(4, -1))
         args = (found_t.tolist(), lp_t.tolist(), edges, ch_t.reshape(2, 2, N_CHANGE).tolist())
         reasoning = _fit_reasoning(xi, v, fo, truncated, thinking)
         model = cls(*args, temper=1.0, n_train=int(v.sum()), **reasoning)
@@ -252,7 +295,7 @@ class ObservationModel:
             return float(-np.mean(np.where(x[v], np.log(qc), np.log(1 - qc))))
 
         res = optimize.minimize_scalar(
-            loss, bounds=(0.05, 2.0), method="bounded", options={"xatol": 1e-3}
+            loss, bounds=TEMPER_BOUNDS, method="bounded", options={"xatol": 1e-3}
         )
         return cls(*args, temper=float(res.x), n_train=int(v.sum()), **reasoning)
 
@@ -303,10 +346,21 @@ class ObservationModel:
         )
 
 
+def smoothed_table(counts: NDArray[Any]) -> F:
+    """Rows of P(category | state) from counts [state, category], each smoothed by one
+    pseudo-count per category spread as the pooled distribution (add-one on the pool): a state
+    with no rounds gets the pooled distribution, so it carries no evidence against the others."""
+    n = np.asarray(counts, dtype=np.float64)
+    k = n.shape[1]
+    pooled = (n.sum(axis=0) + 1.0) / (n.sum() + k)
+    t = n + k * pooled
+    return np.asarray(t / t.sum(axis=1, keepdims=True), dtype=np.float64)
+
+
 def _fit_reasoning(xi: NDArray[np.int64], v: NDArray[np.bool_], found: NDArray[np.bool_],
                    truncated: NDArray[Any] | None, thinking: F | None) -> dict[str, Any]:
-    """Add-one smoothed tables of the reasoning features over rounds that had thinking (the
-    truncation table over those without an answer, see the module docstring)."""
+    """Smoothed tables (see smoothed_table) of the reasoning features over rounds that had
+    thinking (the truncation table over those without an answer, see the module docstring)."""
     if thinking is None or truncated is None:
         return {}
     th = np.asarray(thinking, np.float64)
@@ -320,11 +374,9 @@ def _fit_reasoning(xi: NDArray[np.int64], v: NDArray[np.bool_], found: NDArray[n
     x = xi[known]
     lost = known & ~found
     tr = np.asarray(truncated, np.int64)[lost]
-    tr_t = np.ones((2, 2)) + np.bincount(2 * xi[lost] + tr, minlength=4).reshape(2, 2)
-    th_t = np.ones((2, N_TH_BINS)) + np.bincount(N_TH_BINS * x + bins,
-                                                 minlength=2 * N_TH_BINS).reshape(2, -1)
-    tr_t /= tr_t.sum(axis=1, keepdims=True)
-    th_t /= th_t.sum(axis=1, keepdims=True)
+    tr_t = smoothed_table(np.bincount(2 * xi[lost] + tr, minlength=4).reshape(2, 2))
+    th_t = smoothed_table(np.bincount(N_TH_BINS * x + bins,
+                                      minlength=2 * N_TH_BINS).reshape(2, -1))
     return {"truncated": tr_t.tolist(), "thinking": th_t.tolist(), "thinking_edges": edges}
 
 

@@ -24,6 +24,7 @@ from mstui.core.policies import (
     FixedPolicy,
     GatePolicy,
     MarkovPolicy,
+    MixturePolicy,
     NonePolicy,
     OraclePolicy,
     RepeatPolicy,
@@ -186,6 +187,33 @@ def markov_inputs(pool: Pool, policy: MarkovPolicy) -> tuple[F64, F64]:
     return gain, cost
 
 
+def mixture_inputs(pool: Pool, policy: MixturePolicy) -> tuple[F64, F64]:
+    """(expected gain g[Q, R], round cost T[Q, R]) as MixturePolicy.decide computes them: the
+    (class, state) filter of core.mixture.mixture_filter, vectorized over questions."""
+    mix, m = policy.mixture, policy.obs_model
+    nq, nr = pool.correct.shape
+    if m is None:
+        ones = np.ones((nq, nr))
+        sw = sc = pww = pwc = pcw = pcc = ones
+    else:
+        cat = change_categories(pool.changed, pool.agreement)
+        sw, sc, pww, pwc, pcw, pcc = m.factor_arrays(pool.found, cat, m.lp_bins(pool.logprob))
+    w, a, b, p0 = (np.asarray(v, np.float64) for v in (mix.w, mix.a, mix.b, mix.p0))
+    jw = np.broadcast_to(w * (1 - p0), (nq, mix.k)) * sw[:, :1]
+    jc = np.broadcast_to(w * p0, (nq, mix.k)) * sc[:, :1]
+    gain = np.empty((nq, nr))
+    for t in range(nr):
+        if t:
+            nw = (jw * (1 - b) * pww[:, t:t + 1] + jc * a * pcw[:, t:t + 1]) * sw[:, t:t + 1]
+            nc = (jw * b * pwc[:, t:t + 1] + jc * (1 - a) * pcc[:, t:t + 1]) * sc[:, t:t + 1]
+            jw, jc = nw, nc
+        total = (jw + jc).sum(axis=1, keepdims=True)
+        jw, jc = jw / total, jc / total
+        gain[:, t] = (jw * b - jc * a).sum(axis=1)
+    cost = np.cumsum(pool.tokens, axis=1) / np.arange(1, pool.n_rounds + 1)
+    return gain, cost
+
+
 def stop_rounds(pool: Pool, policy: AnyPolicy, max_rounds: int | None = None) -> I64:
     """Round k after which `policy` stops, per question (vectorized replay)."""
     cap = _cap(pool, max_rounds)
@@ -203,7 +231,10 @@ def stop_rounds(pool: Pool, policy: AnyPolicy, max_rounds: int | None = None) ->
         rep = np.zeros_like(pool.correct)
         rep[:, 1:] = (a[:, 1:] >= 0) & (a[:, 1:] == a[:, :-1])
         return _first_stop(rep, cap)
-    gain, cost = markov_inputs(pool, policy)
+    if isinstance(policy, MixturePolicy):
+        gain, cost = mixture_inputs(pool, policy)
+    else:
+        gain, cost = markov_inputs(pool, policy)
     return _first_stop(~(gain > policy.price * cost), cap)
 
 
@@ -341,7 +372,9 @@ def cross_validate(
         om = train.fit_obs_model(fit) if with_obs_model else None
         sub = pool.subset(test)
         for s in specs:
-            ks[s][test] = stop_rounds(sub, parse_policy(s, fit, om, price), max_rounds)
+            # Offline scoring of small folds: a sparse fold fit is scored, not refused.
+            pol = parse_policy(s, fit, om, price, allow_sparse=True)
+            ks[s][test] = stop_rounds(sub, pol, max_rounds)
     return [score(pool, ks[s], s) for s in specs]
 
 

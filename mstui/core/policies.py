@@ -15,13 +15,14 @@ from typing import Any
 
 from mstui.core import stopping
 from mstui.core.belief import ObservationModel, belief_trajectory, filter_mode
-from mstui.core.fitting import ChainFit
+from mstui.core.fitting import ALLOW_SPARSE_HINT, ChainFit
 from mstui.core.markov import TwoStateChain
+from mstui.core.mixture import MixtureFit, mixture_filter, mixture_summary
 from mstui.core.types import Action, Decision, RoundRecord
 
 VALID_SPECS = (
-    "markov, markov:κ (e.g. markov:0.001), gate, gate:gamma=G, gate:tau=T, gate:eps=E, "
-    "fixed:N, none, repeat, oracle"
+    "markov, markov:κ (e.g. markov:0.001), mixture, mixture:κ, gate, gate:gamma=G, gate:tau=T, "
+    "gate:eps=E, fixed:N, none, repeat, oracle"
 )
 NO_FIT = "no chain fit is available for this scope; run `mstui sweep` then `mstui fit` first"
 
@@ -114,6 +115,57 @@ class MarkovPolicy:
                 f"Expected gain {gain:+.4f} {cmp} κ·T = {self.price:g}×{cost:.0f} tokens "
                 f"= {bar:.4f}."
             )
+        action: Action = "continue" if go else "stop"
+        return Decision(t, action, rule, why, self.spec, cap=max_rounds, extra=extra, **nums)
+
+    @property
+    def mode(self) -> str:
+        """Whether the belief is filtered or predict-only (for the UI)."""
+        return filter_mode(self.obs_model)
+
+
+@dataclass(frozen=True)
+class MixturePolicy:
+    """The live rule of §1.3 under a mixture of chains (§1.7): the belief is a filter over
+    (class, state), so the rounds seen also tell whether this question is an easy or a hard one.
+    Continue iff the expected gain Σ_k [P(k, W) b_k − P(k, C) a_k] exceeds κ·T and the cap
+    allows. `markov` becomes this policy when the fit carries a mixture of more than one class
+    that won on held-out likelihood (and says so in its reason)."""
+
+    mixture: MixtureFit
+    obs_model: ObservationModel | None = None
+    price: float = 0.0
+    spec: str = "mixture"
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.price) and self.price >= 0):
+            raise ValueError(f"price κ must be a finite number >= 0, got {self.price!r}")
+
+    def decide(self, history: Sequence[RoundRecord], max_rounds: int) -> Decision:
+        """Decision after the last round of `history`."""
+        t = _check(history, max_rounds)
+        m = self.mixture
+        joint = mixture_filter(m, [r.observation for r in history], self.obs_model)
+        s = mixture_summary(m, joint)
+        q, gain = s["belief"], s["gain"]
+        cost = sum(r.tokens for r in history) / len(history)
+        bar = self.price * cost
+        nums: dict[str, Any] = {"belief": q, "pi": s["pi"], "lam": s["lam"],
+                                "expected_gain": gain, "price": self.price, "round_cost": cost}
+        extra = {"filtered": 0.0 if self.obs_model is None else 1.0,
+                 "predicted_next": q + gain, "classes": float(m.k)}
+        extra |= {f"class{k}": p for k, p in enumerate(s["classes"])}
+        post = ", ".join(f"{p:.2f}" for p in s["classes"])
+        go = gain > bar
+        head = f"Mixture of {m.k} chains (class posterior {post}): "
+        if go and _capped(t, max_rounds):
+            return Decision(t, "stop", "cap", head + f"one more round would help, but the cap "
+                            f"of {max_rounds} round(s) is reached.", self.spec, cap=max_rounds,
+                            extra=extra, **nums)
+        cmp = ">" if go else "≤"
+        why = head + f"expected gain {gain:+.4f} {cmp} κ·T = {bar:.4f}."
+        rule = ("gain>price" if go else "gain<=price") if self.price else (
+            "belief<pi" if go else "belief>=pi")
         action: Action = "continue" if go else "stop"
         return Decision(t, action, rule, why, self.spec, cap=max_rounds, extra=extra, **nums)
 
@@ -255,7 +307,8 @@ class OraclePolicy:
         return Decision(t, "continue", "oracle", why, self.spec, cap=max_rounds)
 
 
-AnyPolicy = MarkovPolicy | GatePolicy | FixedPolicy | NonePolicy | RepeatPolicy | OraclePolicy
+AnyPolicy = (MarkovPolicy | MixturePolicy | GatePolicy | FixedPolicy | NonePolicy | RepeatPolicy
+             | OraclePolicy)
 
 
 def _number(text: str, what: str) -> float:
@@ -269,16 +322,36 @@ def _number(text: str, what: str) -> float:
 
 
 def parse_policy(
-    spec: str, fit: ChainFit | None, obs_model: ObservationModel | None = None, price: float = 0.0
+    spec: str, fit: ChainFit | None, obs_model: ObservationModel | None = None,
+    price: float = 0.0, *, allow_sparse: bool = False,
 ) -> AnyPolicy:
-    """Build a policy from its spec; `price` is κ for plain "markov" ("markov:κ" overrides it)."""
+    """Build a policy from its spec; `price` is κ for plain "markov" ("markov:κ" overrides it).
+
+    markov and gate refuse a sparse fit (ChainFit.sparse_reason: a rate that is the prior) with a
+    one-line ValueError unless `allow_sparse`; this is the one rule every caller goes through.
+    """
     s = spec.strip().lower()
     name, _, arg = s.partition(":")
-    if name in ("markov", "gate") and fit is None:
+    if name in ("markov", "gate", "mixture") and fit is None:
         raise ValueError(f"policy {name!r}: {NO_FIT}")
-    if name == "markov" and fit is not None:
+    if name in ("markov", "gate", "mixture") and fit is not None and not allow_sparse:
+        reason = fit.sparse_reason()
+        if reason:
+            raise ValueError(f"policy {name!r} refuses this fit: {reason}; fit more rounds, "
+                             f"or {ALLOW_SPARSE_HINT}")
+    if name in ("markov", "mixture") and fit is not None:
         k = _number(arg, "markov price κ") if arg else _number(str(price), "price κ")
-        return MarkovPolicy(fit, obs_model, k, "markov" if k == 0 else f"markov:{k:g}")
+        tag = name if k == 0 else f"{name}:{k:g}"
+        mix = MixtureFit.from_dict(fit.mixture) if fit.mixture else None
+        if name == "mixture":
+            if mix is None:
+                raise ValueError("policy 'mixture': this fit has no mixture; refit it with "
+                                 "`mstui fit`")
+            return MixturePolicy(mix, obs_model, k, tag)
+        if mix is not None and mix.k > 1:
+            # markov picks the mixture when more classes won on held-out likelihood.
+            return MixturePolicy(mix, obs_model, k, tag)
+        return MarkovPolicy(fit, obs_model, k, tag)
     if name == "gate" and fit is not None:
         if not arg:
             return GatePolicy(fit)

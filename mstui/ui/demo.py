@@ -45,7 +45,9 @@ def demo_history(i: int, rounds: int = 4, a: float = 0.15, b: float = 0.4) -> li
 def _store_run(
     store: Store, i: int, history: list[RoundRecord], spec: str, fit_id: int | None, fit: Any
 ) -> int:
-    policy = parse_policy(spec, fit)
+    # Demo traces replay a scripted scenario (any size, for tests and screenshots); they are not a
+    # live decision, so a small demo fit is allowed to drive them.
+    policy = parse_policy(spec, fit, allow_sparse=True)
     run_id = store.start_run(
         question=f"Demo question {i}: how many apples are left?",
         gold=str(10 + i),

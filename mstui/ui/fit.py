@@ -54,6 +54,9 @@ def detail(sf: ScopeFit) -> Table | Text:
         f"{fit.n_questions} chains, {fit.n_rounds} rounds"
         + (f" · flags: {', '.join(fit.flags)}" if fit.flags else "")
     )
+    sparse = fit.sparse_reason()  # the core's one rule: markov and gate refuse such a fit
+    if sparse:
+        grid.add_row(Text(f"⚠ {sparse}: markov and gate refuse it", style="bold red"))
     checks = Table(title="fit checks", title_justify="left", box=None)
     for col in ("check", "statistic", "df", "p", "verdict"):
         checks.add_column(col)
@@ -179,7 +182,10 @@ class FitScreen(Screen[None]):
         self.query_one("#fit-body", Static).update(detail(sf))
         self.query_one(AccuracyChart).show_rounds(accuracy_rows(sf))
         if refit:
-            self.app.notify(f"saved fit #{sf.fit_id}", title="refit")
+            sparse = sf.fit.sparse_reason() if sf.fit else None
+            self.app.notify(f"saved fit #{sf.fit_id}" + (f"; {sparse}: markov and gate refuse "
+                                                         "it" if sparse else ""),
+                            title="refit", severity="warning" if sparse else "information")
             self.run_worker(self._fetch_scopes, thread=True, group="fit")
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:

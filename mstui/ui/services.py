@@ -171,8 +171,8 @@ class TraceService:
 
     def scope_fit(self, scope: dict[str, Any]) -> ScopeFit:
         """The newest fit of a scope, its checks (from the fit, or computed from the rounds)."""
+        from mstui.analysis.pools import load_labelled
         from mstui.core.fitting import ChainFit, fit_checks
-        from mstui.fitting_io import load_labelled
 
         key = {k: scope.get(k) for k in ("model", "problem_set", "strategy")}
         latest = self.store.latest_fit(key)
@@ -190,7 +190,7 @@ class TraceService:
     def refit(self, scope: dict[str, Any]) -> ScopeFit:
         """Fit the scope exactly as `mstui fit` does (chain, checks, observation model) and
         save it, so the live policy gets the same fit from either place."""
-        from mstui.fitting_io import fit_labelled, load_labelled
+        from mstui.analysis.pools import fit_labelled, load_labelled
 
         key = {k: scope.get(k) for k in ("model", "problem_set", "strategy")}
         rows = load_labelled(self.store, **key)

@@ -221,12 +221,19 @@ class ModelWorker:
         if self.store is not None and (req.auto_policy or needs_fit(config.policy_spec)):
             try:
                 found = find_fit(
-                    self.store, self.backend.info.model, config.strategy, req.problem_set
+                    self.store, self.backend.info.model, config.strategy, req.problem_set,
+                    pin=config.fit_id,
                 )
             except StoreError as exc:
                 self.post(m.Notice(one_line(exc), "warning"))
         if req.auto_policy:
-            config = dataclasses.replace(config, policy="markov" if found else "fixed")
+            # auto falls back to fixed where markov would refuse the fit (the one sparse rule).
+            sparse = found.fit.sparse_reason() if found else None
+            usable = found is not None and (sparse is None or config.allow_sparse_fit)
+            config = dataclasses.replace(config, policy="markov" if usable else "fixed")
+            if found is not None and not usable:
+                self.post(m.Notice(f"fit #{found.id}: {sparse}: policy fixed (runs to N_max)",
+                                   "warning"))
             if found is None:
                 self.post(
                     m.Notice(
@@ -252,6 +259,7 @@ class ModelWorker:
             label = f"fit #{found.id} · {found.scope['problem_set']} · {config.strategy}" + (
                 "" if found.exact else " (other set)"
             )
+            self.post(m.Notice(found.describe(), "information"))
         self._ctx = _RunContext(
             found.fit if found else None,
             found.obs_model if found else None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, TextIO
 
-from mstui.eval_plot import terminal_plot
+from mstui.analysis.plot import terminal_plot
 
 
 def print_report(rep: dict[str, Any], out: TextIO) -> None:
@@ -17,6 +17,9 @@ def print_report(rep: dict[str, Any], out: TextIO) -> None:
           f"b={f['b']:.3f} p̂0={f['p0']:.3f} π={f['pi']:.3f} λ={f['lam']:.3f}"
           + ("" if f["obs_model"] else " · markov predict-only"), file=out)
     print_rows(rep["results"], out, rep.get("perturb"))
+    if rep.get("refused"):
+        print(f"  not scored: {', '.join(rep['refused']['policies'])} — the training "
+              f"{rep['refused']['reason']}", file=out)
     b = rep["bounds"]
     print(f"\n  bounds: neutral {b['neutral']:.3f} (observed {b['neutral_observed']:.3f}) · "
           f"upper {b['upper']:.3f} · lower {b['lower']:.3f} · oracle observed "

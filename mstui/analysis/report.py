@@ -25,7 +25,8 @@ from mstui.core.evaluation import (
     stop_rounds,
 )
 from mstui.core.fitting import ChainFit, fit_pool
-from mstui.core.policies import MarkovPolicy, parse_policy
+from mstui.core.mixture import MixtureFit, fit_mixture
+from mstui.core.policies import MarkovPolicy, MixturePolicy, parse_policy
 
 I64 = NDArray[np.int64]
 STABLE = 0.05  # the learning curve's "decisions stopped changing" threshold
@@ -40,11 +41,14 @@ class TrainedFit:
     om: ObservationModel | None
     k0: int  # round-0 correct among the training rows (for the p̂0 posterior)
     n0: int  # training rows
+    # The mixture of chains fitted on the same training questions (the "mixture" row); the
+    # "markov" rows stay the single chain so the two are compared side by side.
+    mix: MixtureFit | None = None
 
 
 def fit_train(train: Pool, problems: list[str], use_obs: bool) -> TrainedFit:
     """Fit the chain (p0 spread from repeated questions) and observation model on `train`."""
-    from mstui.fitting_io import LabelledArrays, with_p0_spread
+    from mstui.analysis.pools import LabelledArrays, with_p0_spread
 
     fit = fit_pool(train.correct, scope="train")
     om = train.fit_obs_model(fit) if use_obs else None
@@ -55,7 +59,8 @@ def fit_train(train: Pool, problems: list[str], use_obs: bool) -> TrainedFit:
                           np.asarray(train.correct[:, 0], np.bool_), np.ones(n, np.bool_),
                           zeros - 1, np.full(n, np.nan), np.full(n, np.nan), zeros - 1)
     fit = with_p0_spread(fit, data)
-    return TrainedFit(fit, om, int(train.correct[:, 0].sum()), train.n_questions)
+    mix = fit_mixture(train.correct) if train.n_questions >= 2 else None
+    return TrainedFit(fit, om, int(train.correct[:, 0].sum()), train.n_questions, mix)
 
 
 def markov_stop_sweep(test: Pool, fit: ChainFit, om: ObservationModel | None,
@@ -81,7 +86,7 @@ def decision_rows(test: Pool, fit: ChainFit, om: ObservationModel | None, specs:
             out[f"markov:{kappa:g}"] = k
     for spec in specs:
         if spec.startswith(("gate", "markov:")):
-            pol = parse_policy(spec, fit, om)
+            pol = parse_policy(spec, fit, om, allow_sparse=True)  # offline: see evaluate_scope
             out[pol.spec] = stop_rounds(test, pol)
     return out
 
@@ -155,7 +160,14 @@ def score_table(test: Pool, tf: TrainedFit, specs: list[str], kappas: list[float
             results += [score(test, k, f"markov:{kappa:g}", {"kappa": float(kappa)})
                         for kappa, k in zip(kappas, ks, strict=True)]
             continue
-        results += evaluate(test, [parse_policy(spec, tf.fit, tf.om)])
+        if spec.startswith("mixture"):
+            if tf.mix is not None:
+                kappa = float(spec.partition(":")[2] or 0.0)
+                res = evaluate(test, [MixturePolicy(tf.mix, tf.om, kappa, spec)])
+                results += [dataclasses.replace(r, params={"classes": float(tf.mix.k)})
+                            for r in res]
+            continue
+        results += evaluate(test, [parse_policy(spec, tf.fit, tf.om, allow_sparse=True)])
     band = posterior_band(test, tf, specs, kappas, draws) if draws > 0 else {}
     shift = perturbation(test, tf, specs, kappas, delta) if delta is not None else {}
     front = {r.policy for r in pareto_front([r for r in results if r.policy != "oracle"])}

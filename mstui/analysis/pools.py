@@ -199,6 +199,19 @@ def with_p0_spread(fit: ChainFit, data: LabelledArrays) -> ChainFit:
     return replace(fit, p0_alpha=spread[0], p0_beta=spread[1], flags=flags)
 
 
+def scope_mixture(x: NDArray[np.bool_], v: NDArray[np.bool_]) -> dict[str, Any]:
+    """The mixture of chains for a scope (K chosen on held-out likelihood), with the first-order
+    check re-run under it (bootstrap; fewer draws on large pools to keep `mstui fit` quick)."""
+    from mstui.core.mixture import first_order_under, fit_mixture
+
+    mix = fit_mixture(x, v)
+    draws = 199 if x.size <= 100_000 else 49
+    out = mix.to_dict()
+    out["first_order_p"] = first_order_under(mix, x, v, draws=draws) if mix.k > 1 else None
+    out["first_order_draws"] = draws
+    return out
+
+
 def fit_labelled(data: LabelledArrays, scope: dict[str, Any]) -> ScopeFit:
     """Fit chain, checks and observation model for one scope's labelled rounds.
 
@@ -225,6 +238,8 @@ def fit_labelled(data: LabelledArrays, scope: dict[str, Any]) -> ScopeFit:
         calibration["filtered_brier"] = float(np.mean((q_f[v] - y) ** 2))
         calibration["chain_only_brier"] = float(np.mean((q_c[v] - y) ** 2))
         calibration["temper"] = obs.temper
+    if v.any():
+        fit = replace(fit, mixture=scope_mixture(x, v))
     pi_i, lam_i = derived_intervals(fit)
     return ScopeFit(dict(scope), fit, checks, obs, calibration, pi_i, lam_i, data.n_runs,
                     data.n_problems)

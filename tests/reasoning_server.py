@@ -115,7 +115,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         if fault == "sse_error":
-            error = {"code": 400, "message": "the model crashed mid-stream", "type": "server"}
+            error = play.get("error_payload") or {"code": 400, "message":
+                                                  "the model crashed mid-stream", "type": "server"}
             self.wfile.write(f"event: error\ndata: {json.dumps(error)}\n\n".encode())
             self.wfile.flush()
             self.close_connection = True
@@ -126,7 +127,8 @@ class _Handler(BaseHTTPRequestHandler):
         last = {"index": 0, "finish_reason": play.get("finish", "stop")}
         last.update({"delta": {}} if chat else {"text": ""})
         send(last)
-        send(None, {"prompt_tokens": 40, "completion_tokens": sent, "total_tokens": 40 + sent})
+        send(None, play.get("usage") or {"prompt_tokens": 40, "completion_tokens": sent,
+                                          "total_tokens": 40 + sent})
         self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()
 

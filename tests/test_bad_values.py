@@ -64,6 +64,11 @@ def test_import_with_wrong_types_imports_nothing(tmp_path: Path) -> None:
     assert mstui("traces", "export", "--out", str(out), "--db", str(src.path)).returncode == 0
     good = json.loads(out.read_text("utf-8"))
     cases = [("rounds", 0, "idx", "zero", "'idx' is str"),
+             ("rounds", 0, "surprise", 1, "a field 'surprise' no mstui writes"),
+             ("rounds", 0, "finish_reason", "banana", "expected one of stop"),
+             ("decisions", 0, "extra", "notadict", "expected an object"),
+             (None, None, "started_at", None, "missing started_at"),
+             (None, None, "level", 10**30, "out of SQLite's integer range"),
              ("rounds", 0, "prompt_tokens", 1.5, "'prompt_tokens' is float"),
              ("decisions", 0, "belief", "high", "'belief' is str"),
              (None, None, "max_rounds", "4", "'max_rounds' is str")]

@@ -63,3 +63,40 @@ def test_reading_commands_never_create_a_database(tmp_path: Path) -> None:
     assert_one_line_error(proc, "not a trace store yet")
     assert empty.stat().st_size == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.db"]
+
+
+def test_user_version_alone_does_not_make_a_file_ours(tmp_path: Path) -> None:
+    for uv in (1, 3, 4):
+        db = foreign(tmp_path / f"uv{uv}.db", SCHEMAS["users"] + f" PRAGMA user_version = {uv};")
+        before = digest(db)
+        for args in (["traces", "list"], ["traces", "upgrade"], ["fit"]):
+            proc = mstui(*args, "--db", str(db))
+            assert_one_line_error(proc, "is not an mstui trace store")
+            assert digest(db) == before
+
+
+def test_export_onto_its_own_database_is_refused(tmp_path: Path) -> None:
+    from mstui.store import Store
+    from mstui.store.sample import sample_decision, sample_round
+
+    db = tmp_path / "self.db"
+    with Store(db) as store:
+        rid = store.start_run(question="q", max_rounds=1)
+        store.add_round(rid, sample_round(0), sample_decision(0, stop=True))
+        store.finish_run(rid, "finished")
+    before = digest(db)
+    for out in (str(db), f"{tmp_path}/./self.db"):
+        for fmt in ("jsonl", "csv"):
+            proc = mstui("traces", "export", "--format", fmt, "--out", out, "--db", str(db))
+            assert_one_line_error(proc, "is the trace database itself")
+    assert digest(db) == before
+
+
+def test_non_utf8_arguments_are_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable.encode(), b"-m", b"mstui", b"traces", b"search",
+                           b"caf\xe9", b"--db", str(tmp_path / "x.db").encode()],
+                          capture_output=True, text=True, timeout=60)
+    assert_one_line_error(proc, "not UTF-8 text")

@@ -145,3 +145,29 @@ async def test_tui_esc_cancels_a_stalled_stream(tmp_path: Path) -> None:
         server.stop()
     assert took < 2
     assert [r.finish_reason for r in records] == ["cancelled"]
+
+
+@pytest.mark.parametrize(("play", "needle"), [
+    ({"finish": "abort"}, "finish reason 'abort'"),
+    ({"finish": "content_filter"}, "finish reason 'content_filter'"),
+    ({"fault": "sse_error", "error_payload": {"detail": "overloaded", "status": 503}},
+     "detail=overloaded"),
+    ({"usage": {"prompt_tokens": 10**30, "completion_tokens": 4, "total_tokens": 5}},
+     "usage prompt_tokens"),
+    ({"usage": {"prompt_tokens": -5, "completion_tokens": -7, "total_tokens": 5}},
+     "not a token count"),
+])
+def test_odd_server_values_fail_the_round_in_one_line(play: dict, needle: str,  # type: ignore[type-arg]
+                                                       tmp_path: Path) -> None:
+    server = serve(tmp_path, **play)
+    db = tmp_path / "t.db"
+    try:
+        proc = mstui("run", "--backend", "openai", "--base-url", server.url, "--question", "q?",
+                     "--gold", "14", "--max-rounds", "2", "--json", "--db", str(db))
+    finally:
+        server.stop()
+    assert proc.returncode == 2 and needle in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    run, rounds = only_run(db)
+    assert run["status"] == "failed" and rounds[0].finish_reason == "error"
+    assert rounds[0].answer is None and rounds[0].correct is None

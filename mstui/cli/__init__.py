@@ -15,6 +15,14 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a one-line usage error already printed
         return exc.code if isinstance(exc.code, int) else 2
+    for name, value in vars(args).items():
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:  # bytes that are not UTF-8 arrive as lone surrogates
+                print(f"mstui: error: the value of {name.replace('_', '-')} is not UTF-8 text; "
+                      "retype it (check the terminal's encoding)", file=sys.stderr)
+                return 2
     handler = getattr(args, "handler", None)
     if handler is None:
         from mstui.cli.tui_cmd import cmd_tui

@@ -92,10 +92,18 @@ def install_sigint(cancel: threading.Event, doing: str) -> Any:
     return signal.signal(signal.SIGINT, handler)
 
 
-def output_file(text: str, option: str) -> Path:
-    """A file a command will write (`--out`, `--plot`), checked before any work: not a folder,
-    in a folder that exists. A ValueError with one line otherwise."""
+def output_file(text: str, option: str, *, protect: Path | None = None) -> Path:
+    """A file a command will write (`--out`, `--plot`), checked before any work: not empty, not
+    a folder, in a folder that exists, and not `protect` (the trace database, or its -wal/-shm
+    side files: opening it for writing would empty it). A ValueError with one line otherwise."""
+    if not text:
+        raise ValueError(f"{option} is empty; give a file name")
     path = Path(text)
+    if protect is not None and path.exists():
+        for kept in (protect, Path(f"{protect}-wal"), Path(f"{protect}-shm")):
+            if kept.exists() and path.samefile(kept):
+                raise ValueError(f"{option} {text} is the trace database itself; writing there "
+                                 "would destroy it: give another file name")
     if path.is_dir():
         raise ValueError(f"{option} {text} is a folder; give a file name inside it")
     if not path.parent.is_dir():

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from mstui.cli.common import dumps, open_existing_store, output_file
+from mstui.cli.common import db_path, dumps, open_existing_store, output_file
 
 DEFAULT_POLICIES = "none,fixed,repeat,gate,markov,mixture,oracle"
 DEFAULT_KAPPAS = (0.0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3)
@@ -192,8 +192,8 @@ def cmd_eval(args: argparse.Namespace, out: TextIO | None = None) -> int:
         raise ValueError("--max-rounds must be at least 2 for an evaluation pool")
     if args.plot and Path(args.plot).suffix.lower() not in (".svg", ".png"):
         raise ValueError("--plot writes .svg (or .png with matplotlib installed)")
-    if args.plot:
-        output_file(args.plot, "--plot")
+    if args.plot is not None:
+        output_file(args.plot, "--plot", protect=db_path(args.db))
     kappas = parse_kappas(args.kappas)
     extras = extras_from_args(args)
     reports: list[dict[str, Any]] = []

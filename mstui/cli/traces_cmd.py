@@ -8,7 +8,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
-from mstui.cli.common import dumps, fmt_num, open_existing_store, output_file
+from mstui.cli.common import db_path, dumps, fmt_num, open_existing_store, output_file
 
 
 def register(sub: Any) -> None:
@@ -272,7 +272,8 @@ def cmd_export(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from mstui.store import export_runs
 
     filters = filters_from(args)
-    target = output_file(args.out, "--out") if args.out else None
+    target = (output_file(args.out, "--out", protect=db_path(args.db))
+              if args.out is not None else None)
     with open_existing_store(args.db) as store:
         if target is not None:
             with open(target, "w", encoding="utf-8", newline="") as f:

@@ -63,7 +63,8 @@ class OpenAIBackend:
         # Text continuations (`wait`, a thinking budget) must be in the served model's template.
         self.renders_served_template = self.chat_template is not None
         ctx = props.get("default_generation_settings", {})
-        n_ctx = int(ctx.get("n_ctx", 0) or 0) if isinstance(ctx, dict) else 0
+        n_ctx = ctx.get("n_ctx", 0) if isinstance(ctx, dict) else 0
+        n_ctx = n_ctx if isinstance(n_ctx, int) and 0 < n_ctx < 1 << 31 else 0
         self.info = BackendInfo(
             backend="openai", model=model, context_length=n_ctx,
             details={"base_url": self.base_url, "offload": "remote server",
@@ -87,8 +88,11 @@ class OpenAIBackend:
         return data if isinstance(data, dict) else {}
 
     def _served_models(self) -> list[str]:
+        # A short timeout and one retry: a server that accepts and never answers must not hold
+        # the start (and Ctrl-C) for the 120 s generation timeout times the retries.
+        probe = self.client.with_options(timeout=10.0, max_retries=1)
         try:
-            return [m.id for m in self.client.models.list()]
+            ids = [m.id for m in probe.models.list()]
         except self._openai.APIConnectionError as exc:
             raise ModelError(f"cannot reach {self.base_url} ({exc.__cause__ or exc}); start the "
                              "server or fix --base-url") from None
@@ -97,6 +101,14 @@ class OpenAIBackend:
         except self._openai.APIStatusError as exc:
             raise ModelError(f"{self.base_url} answered HTTP {exc.status_code} to /models; "
                              "check --base-url (it usually ends in /v1)") from None
+        except Exception as exc:  # HTML, garbage JSON, a list of odd objects: not an API
+            raise ModelError(f"{self.base_url} did not answer /models as an OpenAI-compatible "
+                             f"server ({type(exc).__name__}); check --base-url (it usually ends "
+                             "in /v1)") from None
+        if not all(isinstance(i, str) for i in ids):
+            raise ModelError(f"{self.base_url} listed model ids that are not names; check "
+                             "--base-url")
+        return ids
 
     def render_chat(self, messages: Sequence[ChatMessage]) -> str:
         """The served model's own template (from /props) applied to `messages`; ChatML where the
@@ -194,6 +206,11 @@ class OpenAIBackend:
                     pieces += 1
                     yield Piece(text, logprob)
                 if choice.finish_reason:
+                    if choice.finish_reason not in ("stop", "length", "eos", "tool_calls"):
+                        # abort, error, content_filter, …: the server gave up on this completion.
+                        raise BackendError(f"the server ended the completion with finish reason "
+                                           f"{str(choice.finish_reason)[:40]!r}, not a normal "
+                                           "stop")
                     finish = "length" if choice.finish_reason == "length" else "stop"
         except BackendError:
             if not cancel.is_set():
@@ -215,8 +232,10 @@ class OpenAIBackend:
         self.usage_reported = usage is not None
         if usage is not None:
             details = getattr(usage, "prompt_tokens_details", None)
-            cached = int(getattr(details, "cached_tokens", 0) or 0) if details else 0
-            counts = (int(usage.prompt_tokens), int(usage.completion_tokens), cached, False)
+            cached = _count(getattr(details, "cached_tokens", 0) or 0, "cached_tokens") \
+                if details else 0
+            counts = (_count(usage.prompt_tokens, "prompt_tokens"),
+                      _count(usage.completion_tokens, "completion_tokens"), cached, False)
         else:
             counts = (len(prompt) // CHARS_PER_TOKEN, pieces, 0, True)
         yield GenStats(prompt_tokens=counts[0], completion_tokens=counts[1],
@@ -279,16 +298,32 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+_MAX_COUNT = 1 << 40  # no round has more tokens; past this a count is garbage, not usage
+
+
+def _count(value: Any, name: str) -> int:
+    """A token count the server reported, checked: a whole number in [0, 2^40]."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_COUNT:
+        raise BackendError(f"the server reported usage {name} = {str(value)[:30]!r}, not a "
+                           "token count")
+    return value
+
+
 def _error_payload(chunk: Any) -> str:
-    """The message of an error object streamed in place of a chunk (`event: error` with
-    `{"code": 400, "message": …}` or `{"error": {…}}`); "" for an ordinary chunk."""
+    """What an object streamed in place of a chunk says (`event: error` with
+    `{"code": 400, "message": …}`, `{"error": {…}}`, `{"detail": …}`, …): its message, else its
+    fields; "" for an ordinary chunk (one with choices or usage, or nothing else in it)."""
+    if getattr(chunk, "usage", None) is not None:
+        return ""
     extra = getattr(chunk, "model_extra", None) or {}
     inner = extra.get("error", extra)
     if isinstance(inner, str):
-        return inner
+        return inner[:200]
     if isinstance(inner, dict) and ("message" in inner or "code" in inner):
         code = inner.get("code")
-        return " ".join(str(x) for x in (code, inner.get("message")) if x is not None)
+        return " ".join(str(x) for x in (code, inner.get("message")) if x is not None)[:200]
+    if extra:  # any other object that is not a chunk: show what it says
+        return ", ".join(f"{k}={str(v)[:60]}" for k, v in list(extra.items())[:4])
     return ""
 
 
@@ -310,8 +345,8 @@ def _reasoning_text(delta: Any) -> str:
         return ""
     for name in ("reasoning_content", "reasoning"):
         value = getattr(delta, name, None)
-        if isinstance(value, str) and value:
-            return value
+        if value:
+            return _text(value)
     return ""
 
 
@@ -319,9 +354,23 @@ def _text_and_logprob(choice: Any, *, chat: bool) -> tuple[str, float | None]:
     """The new text of a streamed choice and its first token's log-probability, if any."""
     logprobs = getattr(choice, "logprobs", None)
     if chat:
-        text = getattr(choice.delta, "content", None) or ""
+        text = _text(getattr(choice.delta, "content", None))
         content = getattr(logprobs, "content", None) if logprobs else None
         return text, (float(content[0].logprob) if content else None)
-    text = getattr(choice, "text", None) or ""
+    text = _text(getattr(choice, "text", None))
     values = getattr(logprobs, "token_logprobs", None) if logprobs else None
     return text, (float(values[0]) if values and values[0] is not None else None)
+
+
+def _text(value: Any) -> str:
+    """Streamed text, checked: a string (lone surrogates replaced, as SQLite stores UTF-8)."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise BackendError(f"the server streamed {type(value).__name__} {str(value)[:20]!r} "
+                           "where text belongs")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "replace").decode("utf-8")
+    return value

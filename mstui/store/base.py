@@ -13,7 +13,13 @@ from sqlite_utils import Database
 
 from mstui.store import liveness, records
 from mstui.store.errors import StoreError, translated
-from mstui.store.schema import MIGRATION_SET, SCHEMA_VERSION, applied_version, migrate
+from mstui.store.schema import (
+    MIGRATION_SET,
+    SCHEMA_VERSION,
+    applied_version,
+    migrate,
+    migrations,
+)
 
 
 class StoreBase:
@@ -72,7 +78,10 @@ class StoreBase:
         db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         # Only reads until the version is known: a newer or foreign file must stay untouched.
         version = applied_version(db)
-        if version == 0:
+        # Ours only when our migration set is recorded in it: many programs set user_version,
+        # so a foreign file with user_version 3 must not pass for schema 3.
+        if not migrations.applied(db):
+            version = 0
             foreign = self._foreign_tables()
             if foreign:
                 raise StoreError(

@@ -119,6 +119,10 @@ def import_jsonl(store: Store, path: str | Path) -> tuple[int, int]:
     The whole file is checked first: a bad line raises (file:line) before anything is written."""
     with store._read() as db:
         columns = {t: db[t].columns_dict for t in ("runs", "rounds", "decisions")}
+        for t in columns:
+            # Columns that must hold a value (NOT NULL without a default), by the schema itself.
+            _REQUIRED[t] = tuple(c.name for c in db[t].columns if c.notnull and not c.is_pk
+                                 and c.default_value is None and c.name != "run_id")
     check_export_file(path, columns)
     imported = skipped = 0
     with open(path, encoding="utf-8") as f:
@@ -164,6 +168,11 @@ def _import_run(store: Store, obj: dict[str, Any]) -> bool:
 _NEEDED = {"runs": ("uuid", "question", "max_rounds"), "rounds": ("idx", "prompt", "response"),
            "decisions": ("round", "action")}
 _JSON_COLUMNS = {"settings", "extra"}  # objects in an export, JSON text in the table
+_REQUIRED: dict[str, tuple[str, ...]] = {}  # filled from the store's schema at import
+_CHOICES = {"status": ("running", "finished", "interrupted", "cancelled", "failed"),
+            "finish_reason": ("stop", "length", "cancelled", "error"),
+            "action": ("continue", "stop"), "override": ("continue", "stop")}
+_INT_LIMIT = (1 << 63) - 1  # SQLite's INTEGER
 
 
 def _type_error(obj: Any, table: str, types: dict[str, type]) -> str:
@@ -171,18 +180,37 @@ def _type_error(obj: Any, table: str, types: dict[str, type]) -> str:
     present, and every field of a column holding a value of that column's type."""
     if not isinstance(obj, dict):
         return f"a {table[:-1]} is not an object"
-    missing = [k for k in _NEEDED[table] if obj.get(k) is None]
+    required = dict.fromkeys(_NEEDED[table] + _REQUIRED.get(table, ()))
+    missing = [k for k in required if obj.get(k) is None]
     if missing:
         return f"a {table[:-1]} is missing {', '.join(missing)}"
     for key, value in obj.items():
         kind = types.get(key)
-        if kind is None or value is None or key in _JSON_COLUMNS:
+        if kind is None:
+            if table != "runs":  # a run also carries its rounds and decisions
+                return f"a {table[:-1]} has a field {str(key)[:30]!r} no mstui writes"
+            continue
+        if value is None:
+            continue
+        if key in _JSON_COLUMNS:
+            if not isinstance(value, dict):
+                return f"{table[:-1]} field {key!r} is {type(value).__name__}, expected an object"
             continue
         ok = (isinstance(value, int | float) and not isinstance(value, bool) if kind is float
               else isinstance(value, int) if kind is int else isinstance(value, kind))
         if not ok:
             return (f"{table[:-1]} field {key!r} is {type(value).__name__} {str(value)[:20]!r}, "
                     f"expected {kind.__name__}")
+        if isinstance(value, int) and not -_INT_LIMIT <= value <= _INT_LIMIT:
+            return f"{table[:-1]} field {key!r} is out of SQLite's integer range"
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return f"{table[:-1]} field {key!r} is not UTF-8 text"
+        if key in _CHOICES and value not in _CHOICES[key]:
+            return (f"{table[:-1]} field {key!r} is {str(value)[:20]!r}, expected one of "
+                    f"{', '.join(_CHOICES[key])}")
     return ""
 
 
@@ -194,6 +222,10 @@ def _check_types(obj: dict[str, Any], columns: dict[str, dict[str, type]]) -> st
             return f"{table} is not a list"
         for item in items:
             problem = problem or _type_error(item, table, columns[table])
+    if not problem:
+        seen = [r.get("idx") for r in obj.get("rounds", [])]
+        if len(seen) != len(set(seen)):
+            problem = "two rounds of the run have the same idx"
     return problem
 
 
@@ -213,6 +245,10 @@ def check_export_file(path: str | Path,
                     obj = json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise ValueError(f"{path}:{lineno}: not JSON ({exc.msg}); nothing imported")\
+                        from None
+                except (RecursionError, ValueError):  # nested too deep, a number too long
+                    raise ValueError(f"{path}:{lineno}: JSON beyond what an export holds "
+                                     "(nested too deep or a number too long); nothing imported")\
                         from None
                 missing = [k for k in needed if not isinstance(obj, dict) or obj.get(k) is None]
                 if missing:

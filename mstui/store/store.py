@@ -165,6 +165,24 @@ class Store(StoreBase):
         self._open_runs.add(run_id)
         return run_id
 
+    CLAIM_SILENCE_HOURS = 6.0
+
+    def _silent(self, db: Any, run_id: int, host: str | None) -> bool:
+        """A run written on another host (whose process cannot be checked from here) that has
+        written nothing for CLAIM_SILENCE_HOURS: its claim has expired (a container restarted
+        under a new name, say). Runs of this host are judged by their process alone."""
+        if host == self._host:
+            return False
+        last = db.execute("SELECT max(t) FROM (SELECT started_at AS t FROM runs WHERE id = ? "
+                          "UNION ALL SELECT created_at FROM rounds WHERE run_id = ?)",
+                          [run_id, run_id]).fetchone()[0]
+        if not last:
+            return True
+        from datetime import UTC, datetime
+
+        age = datetime.now(UTC) - datetime.fromisoformat(last)
+        return age.total_seconds() > self.CLAIM_SILENCE_HOURS * 3600
+
     def _claimable(self, db: Any, row: Mapping[str, Any]) -> bool:
         """Inside the claiming transaction: no finished or live running run holds the problem."""
         from mstui.store import liveness
@@ -178,7 +196,7 @@ class Store(StoreBase):
         for run_id, status, host, pid, token in rows:
             if status == "finished" or run_id in self._open_runs:
                 return False
-            if liveness.writer_alive(host, pid, token):
+            if liveness.writer_alive(host, pid, token) and not self._silent(db, run_id, host):
                 return False
             self._finalize(run_id, "interrupted", "its writer died; the problem was taken over",
                            only_if_running=True)
@@ -366,6 +384,13 @@ class Store(StoreBase):
             "r.obs_truncated, r.obs_thinking_tokens, runs.policy, runs.max_rounds, "
             f"runs.settings FROM runs JOIN rounds r ON r.run_id = runs.id WHERE {where} "
             f"AND r.correct IS NOT NULL AND r.finish_reason NOT IN {UNSCORED} "
+            # A broken attempt (interrupted, failed) whose retry finished is the same question:
+            # the finished run counts, the attempt does not.
+            "AND NOT (runs.status != 'finished' AND EXISTS (SELECT 1 FROM runs f WHERE "
+            "f.status = 'finished' AND f.model IS runs.model AND f.problem_set IS "
+            "runs.problem_set AND f.strategy IS runs.strategy AND coalesce(f.problem_id, "
+            "f.question) = coalesce(runs.problem_id, runs.question) AND f.policy IS runs.policy "
+            "AND f.max_rounds IS runs.max_rounds AND f.settings IS runs.settings)) "
             "ORDER BY runs.id, r.idx"
         )
         # A question run twice in the same configuration (two sweeps racing on one file before

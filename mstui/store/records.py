@@ -7,7 +7,14 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from mstui.core.types import Action, Decision, FinishReason, Observation, RoundRecord
+from mstui.core.types import (
+    Action,
+    CacheSource,
+    Decision,
+    FinishReason,
+    Observation,
+    RoundRecord,
+)
 
 ROUND_COLUMNS = (
     "idx",
@@ -34,6 +41,7 @@ ROUND_COLUMNS = (
     "thinking_tokens",
     "obs_truncated",
     "obs_thinking_tokens",
+    "cached_source",
 )
 DECISION_COLUMNS = (
     "round",
@@ -104,6 +112,7 @@ def round_row(run_id: int, r: RoundRecord) -> dict[str, Any]:
         "thinking_tokens": r.thinking_tokens,
         "obs_truncated": int(o.truncated),
         "obs_thinking_tokens": o.thinking_tokens,
+        "cached_source": r.cached_source,
     }
 
 
@@ -136,7 +145,13 @@ def round_record(row: Mapping[str, Any]) -> RoundRecord:
         final=row.get("final"),
         truncated=bool(row.get("truncated") or 0),
         thinking_tokens=int(row.get("thinking_tokens") or 0),
+        cached_source=_cache_source(row.get("cached_source")),
     )
+
+
+def _cache_source(value: Any) -> CacheSource | None:
+    """A stored cache-count label; anything unknown (an edited file) reads as not known."""
+    return cast(CacheSource, value) if value in ("reported", "estimated") else None
 
 
 def decision_row(run_id: int, d: Decision) -> dict[str, Any]:

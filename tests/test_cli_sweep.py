@@ -78,18 +78,18 @@ def test_resume_skips_finished_and_redoes_interrupted(tmp_path: Path) -> None:
 
 
 class CancellingBackend(GoldBackend):
-    """Sets the cancel event in the middle of its `at`-th generation (like Ctrl-C)."""
+    """Sets the sweep's cancel event in the middle of its `at`-th generation (like Ctrl-C)."""
 
-    def __init__(self, at: int) -> None:
+    def __init__(self, at: int, sweep_cancel: threading.Event) -> None:
         super().__init__(["x"])
-        self.at, self.n = at, 0
+        self.at, self.n, self.sweep_cancel = at, 0, sweep_cancel
 
     def stream(self, prompt: str, settings: GenSettings, cancel: threading.Event,
                messages: Any = None) -> Iterator[Piece | GenStats]:
         self.n += 1
         for i, item in enumerate(super().stream(prompt, settings, cancel, messages)):
             if self.n == self.at and i == 1:
-                cancel.set()
+                self.sweep_cancel.set()
             yield item
 
 
@@ -98,7 +98,7 @@ def test_cancel_marks_run_in_flight_and_rerun_resumes(tmp_path: Path) -> None:
         cancel = threading.Event()
         # 3 rounds a problem: generation 5 is round 1 of the second problem.
         result = run_sweep(CONFIG, problems(3), store, problem_set="toy",
-                           backend=CancellingBackend(at=5), cancel=cancel)
+                           backend=CancellingBackend(at=5, sweep_cancel=cancel), cancel=cancel)
         assert result.cancelled and result.completed == 1
         flight = store.get_run(result.run_ids[-1])
         assert flight["status"] == "cancelled" and flight["problem_id"] == "p1"

@@ -28,7 +28,10 @@ if [ ! -x "$dir/llama-server" ]; then
   work=$(mktemp -d "${TMPDIR:-/tmp}/llama-server-build.XXXXXX")
   trap 'rm -rf "$work"' EXIT
   echo "Building llama-server from llama-cpp-python $version's llama.cpp (CMAKE_ARGS='$cmake_args'; several minutes once, then cached in $dir)"
-  "$python" -m pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$version" -d "$work"
+  # --no-binary for this package only: ":all:" would also build pip's build tools (cmake)
+  # from source while it reads the sdist's metadata, which took over ten minutes on 2 cores.
+  "$python" -m pip download --quiet --no-deps --no-binary llama-cpp-python \
+    "llama-cpp-python==$version" -d "$work"
   tar -xzf "$work/llama_cpp_python-$version.tar.gz" -C "$work"
   src=$work/llama_cpp_python-$version/vendor/llama.cpp
   # shellcheck disable=SC2086  # CMAKE_ARGS is a list of flags, split on purpose (as pip does)

@@ -43,7 +43,7 @@ templates: $(TEMPLATES)
 
 $(TEMPLATES): | $(BIN)/python
 	rm -rf tests/.templates && mkdir -p tests/.templates/sdist
-	$(BIN)/python -m pip download --quiet --no-deps --no-binary :all: \
+	$(BIN)/python -m pip download --quiet --no-deps --no-binary llama-cpp-python \
 		llama-cpp-python==$(LLAMA_CPP_PYTHON) -d tests/.templates/sdist
 	tar -xzf tests/.templates/sdist/llama_cpp_python-$(LLAMA_CPP_PYTHON).tar.gz -C tests/.templates \
 		--wildcards '*/vendor/llama.cpp/models/templates/*.jinja' --strip-components=5

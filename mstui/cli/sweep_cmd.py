@@ -30,7 +30,8 @@ def register(sub: Any) -> None:
         description="Run every problem of a set through the refinement loop, storing each round "
                     "as it finishes. Re-running the same command skips problems already "
                     "finished with the same model, strategy, policy and --max-rounds, and redoes "
-                    "interrupted ones. Ctrl-C stops after cancelling the run in flight.")
+                    "interrupted ones. Ctrl-C stops after cancelling the run in flight. A server "
+                    "that stops answering ends the sweep with exit code 1, finished runs kept.")
     p.add_argument("--problem-set", required=True, metavar="NAME|FILE",
                    help="a built-in set (gen: levels 1–5 mixed; gen:L1 … gen:L5: one level) or a "
                         "JSONL file with question/answer (GSM8K '#### N' and MATH problem/answer "

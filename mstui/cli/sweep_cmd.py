@@ -524,7 +524,8 @@ def _sweep_with_bar(config: RunConfig, problems: Sequence[Problem], store: Store
                    flight=p.in_flight)
 
     def note(text: str) -> None:
-        print(f"mstui: note: {text}", file=err)
+        # Through the console, so the line lands above a live bar instead of through it.
+        console.print(f"mstui: note: {text}", markup=False, highlight=False, soft_wrap=True)
 
     with bar:
         return run_sweep(config, problems, store, problem_set=name, cancel=cancel,

@@ -22,20 +22,28 @@ POOL_ARGS := --problem-set gen --limit 300 --problem-seed 0 --max-rounds 6 --max
 # source, which the pinned llama-cpp-python sdist carries; pip fetches it from the package index.
 LLAMA_CPP_PYTHON := $(shell sed -n 's/.*"llama-cpp-python==\([0-9.]*\)".*/\1/p' pyproject.toml | head -1)
 TEMPLATES := tests/.templates/.stamp
+# llama.cpp's own slot-parallel server, built from the same pinned source as the binding, with
+# the same CMAKE_ARGS (CPU by default). The binary is cached outside the clone, like pip's
+# wheel (~/.cache/mstui/llama-server-VERSION-HASH/); build/llama-server links to it.
+LLAMA_SERVER := build/llama-server
 
-.PHONY: run test setup model lint bench clean pool templates
+.PHONY: run test setup model lint bench clean pool templates server
 
 run: setup model
 	$(BIN)/mstui $(ARGS)
 
-test: setup model templates
+test: setup model templates server
 	$(BIN)/python -m pytest $(ARGS)
+
+# Always asks the script: it only hashes CMAKE_ARGS and relinks when the cache has the binary.
+server: | $(BIN)/python
+	bash scripts/build-llama-server.sh $(LLAMA_CPP_PYTHON) $(BIN)/python $(LLAMA_SERVER)
 
 templates: $(TEMPLATES)
 
 $(TEMPLATES): | $(BIN)/python
 	rm -rf tests/.templates && mkdir -p tests/.templates/sdist
-	$(BIN)/python -m pip download --quiet --no-deps --no-binary :all: \
+	$(BIN)/python -m pip download --quiet --no-deps --no-binary llama-cpp-python \
 		llama-cpp-python==$(LLAMA_CPP_PYTHON) -d tests/.templates/sdist
 	tar -xzf tests/.templates/sdist/llama_cpp_python-$(LLAMA_CPP_PYTHON).tar.gz -C tests/.templates \
 		--wildcards '*/vendor/llama.cpp/models/templates/*.jinja' --strip-components=5
@@ -65,7 +73,7 @@ lint: setup
 	$(BIN)/ruff check mstui tests bench
 	$(BIN)/mypy
 
-bench: setup model
+bench: setup model server
 	$(BIN)/python bench/run_all.py
 
 pool: setup model

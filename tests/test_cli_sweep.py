@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from mstui.cli import main
-from mstui.cli.sweep_cmd import problem_set_name, run_sweep
+from mstui.cli.sweep_cmd import SweepControl, SweepProgress, problem_set_name, run_sweep
 from mstui.config import RunConfig
 from mstui.core.backend import GenSettings, GenStats, Piece
 from mstui.core.problems import Problem, load_problem_set
@@ -78,18 +78,18 @@ def test_resume_skips_finished_and_redoes_interrupted(tmp_path: Path) -> None:
 
 
 class CancellingBackend(GoldBackend):
-    """Sets the cancel event in the middle of its `at`-th generation (like Ctrl-C)."""
+    """Sets the sweep's cancel event in the middle of its `at`-th generation (like Ctrl-C)."""
 
-    def __init__(self, at: int) -> None:
+    def __init__(self, at: int, sweep_cancel: threading.Event) -> None:
         super().__init__(["x"])
-        self.at, self.n = at, 0
+        self.at, self.n, self.sweep_cancel = at, 0, sweep_cancel
 
     def stream(self, prompt: str, settings: GenSettings, cancel: threading.Event,
                messages: Any = None) -> Iterator[Piece | GenStats]:
         self.n += 1
         for i, item in enumerate(super().stream(prompt, settings, cancel, messages)):
             if self.n == self.at and i == 1:
-                cancel.set()
+                self.sweep_cancel.set()
             yield item
 
 
@@ -98,7 +98,7 @@ def test_cancel_marks_run_in_flight_and_rerun_resumes(tmp_path: Path) -> None:
         cancel = threading.Event()
         # 3 rounds a problem: generation 5 is round 1 of the second problem.
         result = run_sweep(CONFIG, problems(3), store, problem_set="toy",
-                           backend=CancellingBackend(at=5), cancel=cancel)
+                           backend=CancellingBackend(at=5, sweep_cancel=cancel), cancel=cancel)
         assert result.cancelled and result.completed == 1
         flight = store.get_run(result.run_ids[-1])
         assert flight["status"] == "cancelled" and flight["problem_id"] == "p1"
@@ -108,6 +108,36 @@ def test_cancel_marks_run_in_flight_and_rerun_resumes(tmp_path: Path) -> None:
         assert again.skipped == 1 and len(again.run_ids) == 2 and not again.cancelled
         assert store.finished_problem_ids("toy", "scripted", "reanswer", "fixed:2", 3) == {
             "p0", "p1", "p2"}
+
+
+def test_one_question_cancelled_alone_the_sweep_goes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mstui.cli import sweep_cmd
+
+    monkeypatch.setattr(sweep_cmd, "_PROGRESS_EVERY", 0.0)  # report every streamed token
+    control = SweepControl()
+    seen: list[tuple[int, int]] = []
+
+    def watch(p: SweepProgress) -> None:
+        seen.append((p.in_flight, p.live_tokens))
+        if p.live_tokens and control.in_flight() == ["p1"]:
+            control.cancel_question("p1")
+
+    with Store(tmp_path / "t.db") as store:
+        result = run_sweep(CONFIG, problems(3), store, problem_set="toy",
+                           backend=GoldBackend(["x"]), control=control,
+                           on_progress=watch)
+        assert result.cancelled_questions == ["p1"] and not result.cancelled
+        assert result.completed == 2 and not control.in_flight()
+        status = {r["problem_id"]: r["status"] for r in store.list_runs(limit=-1)}
+        assert status == {"p0": "finished", "p1": "cancelled", "p2": "finished"}
+        # The live count follows the tokens streamed and drops back as rounds finish.
+        assert max(live for _, live in seen) > 0 and seen[-1] == (0, 0)
+        assert {flight for flight, _ in seen} == {0, 1}
+        assert not control.cancel_question("p1")  # no longer in flight
+        again = run_sweep(CONFIG, problems(3), store, problem_set="toy",
+                          backend=GoldBackend(["x"]))
+        assert again.skipped == 2 and again.completed == 1
 
 
 def test_empty_problem_list_is_an_error(tmp_path: Path) -> None:

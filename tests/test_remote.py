@@ -80,18 +80,25 @@ def test_cancel_closes_the_stream(server: Server) -> None:
     assert stats is not None and stats.finish_reason == "cancelled" and pieces == 3
 
 
-def test_parallel_sweep_keeps_every_run(server: Server, tmp_path: Path) -> None:
+def test_parallel_sweep_keeps_every_run(server: Server, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
     db = tmp_path / "sweep.db"
     argv = ["sweep", "--backend", "openai", "--base-url", server.url, "--problem-set", "gen",
             "--limit", "6", "--max-rounds", "2", "--max-tokens", "5", "--concurrency", "3",
             "--db", str(db)]
     assert main(argv) == 0
+    # This server has no slots to pin questions to: said once, and the sweep goes on.
+    notes = [line for line in capsys.readouterr().err.splitlines() if "note:" in line]
+    assert len(notes) == 1 and "does not say how many requests" in notes[0]
     with Store(db) as store:
         runs = store.list_runs(limit=-1)
         assert len(runs) == 6 and all(r["status"] == "finished" for r in runs)
         assert sorted(r["problem_id"] for r in runs) == sorted(
             p.id for p in generate_problems(6, seed=0))
         assert all(len(store.rounds_of(r["id"])) == 2 for r in runs)
+        # It reports no usage, so nothing is known about its cache hits.
+        rounds = [rd for r in runs for rd in store.get_run(r["id"])["rounds"]]
+        assert all(rd.cached_source is None and rd.cached_tokens == 0 for rd in rounds)
     assert main(argv) == 0  # resumable: nothing left to do
     with Store(db) as store:
         assert store.count_runs() == 6

@@ -39,6 +39,7 @@ def round_json(record: RoundRecord, decision: Decision | None) -> dict[str, obje
         "judge": record.judge,
         "prompt_tokens": record.prompt_tokens,
         "cached_tokens": record.cached_tokens,
+        "cached_source": record.cached_source,
         "completion_tokens": record.completion_tokens,
         "tokens_per_s": round(record.tokens_per_second, 2),
         "prompt_seconds": round(record.prompt_seconds, 4),
@@ -56,6 +57,13 @@ def round_json(record: RoundRecord, decision: Decision | None) -> dict[str, obje
                            "reason": decision.reason, "belief": decision.belief,
                            "pi": decision.pi, "expected_gain": decision.expected_gain}
     return out
+
+
+def cache_text(record: RoundRecord) -> str:
+    """'312 cached, reported' / '312 cached, estimated' / 'cache hits not reported'."""
+    if record.cached_source is None:
+        return "cache hits not reported"
+    return f"{record.cached_tokens} cached, {record.cached_source}"
 
 
 def _mark(record: RoundRecord) -> str:
@@ -187,7 +195,7 @@ def _report(record: RoundRecord, decision: Decision, as_json: bool, out: TextIO)
     if record.truncated:
         shown = "(none: the round ended inside its thinking)"
     print(f"\n→ answer {shown}{_mark(record)} [{record.extraction_rule}{judge}] · "
-          f"{record.prompt_tokens} prompt tok ({record.cached_tokens} cached) · "
+          f"{record.prompt_tokens} prompt tok ({cache_text(record)}) · "
           f"{record.completion_tokens} tok"
           + (f" ({record.thinking_tokens} thinking)" if record.thinking_tokens else "")
           + f" · {record.tokens_per_second:.0f} tok/s · "

@@ -31,7 +31,8 @@ def register(sub: Any) -> None:
         description="Run every problem of a set through the refinement loop, storing each round "
                     "as it finishes. Re-running the same command skips problems already "
                     "finished with the same model, strategy, policy and --max-rounds, and redoes "
-                    "interrupted ones. Ctrl-C stops after cancelling the run in flight.")
+                    "interrupted ones. Ctrl-C stops after cancelling the run in flight. A server "
+                    "that stops answering ends the sweep with exit code 1, finished runs kept.")
     p.add_argument("--problem-set", required=True, metavar="NAME|FILE",
                    help="a built-in set (gen: levels 1–5 mixed; gen:L1 … gen:L5: one level) or a "
                         "JSONL file with question/answer (GSM8K '#### N' and MATH problem/answer "
@@ -44,20 +45,25 @@ def register(sub: Any) -> None:
     p.add_argument("--on-bad-line", choices=("stop", "skip"), default="stop",
                    help="a malformed JSONL line stops the sweep (default) or is skipped")
     p.add_argument("--concurrency", type=ranged(int, 1, 256), default=1, metavar="N",
-                   help="questions in flight at once; the in-process backend runs one at a time")
+                   help="questions in flight at once, each on its own llama-server slot (start "
+                        "it with -np N; more than its slots queue here); the in-process backend "
+                        "runs one at a time")
     add_run_options(p, default_rounds=6)
     p.set_defaults(handler=cmd_sweep)
 
 
 @dataclass
 class SweepProgress:
-    """What a progress display needs after each problem."""
+    """What a progress display needs, updated as rounds stream and problems finish."""
 
     total: int  # problems in this sweep (skipped ones excluded)
     done: int = 0
     correct: int = 0
     scored: int = 0  # done runs with a known final correctness
-    completion_tokens: int = 0
+    completion_tokens: int = 0  # of finished rounds, as the backend counted them
+    live_tokens: int = 0  # pieces streamed by rounds still in flight
+    in_flight: int = 0  # questions being answered right now
+    most_in_flight: int = 0
     started: float = field(default_factory=time.perf_counter)
 
     @property
@@ -67,9 +73,9 @@ class SweepProgress:
 
     @property
     def tokens_per_second(self) -> float:
-        """Generated tokens per wall-clock second so far."""
+        """Generated tokens per wall-clock second so far, over every question in flight."""
         dt = time.perf_counter() - self.started
-        return self.completion_tokens / dt if dt > 0 else 0.0
+        return (self.completion_tokens + self.live_tokens) / dt if dt > 0 else 0.0
 
 
 @dataclass
@@ -85,9 +91,59 @@ class SweepResult:
     scored: int = 0
     completion_tokens: int = 0
     completed: int = 0  # runs that ended this time (not cancelled)
-    cancelled: bool = False
+    cancelled: bool = False  # the whole sweep was stopped
+    cancelled_questions: list[str] = field(default_factory=list)  # stopped one by one
     errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # one line each, said before the bar
+    server_gone: str | None = None  # why the sweep stopped early: the server stopped answering
     claimed_elsewhere: int = 0  # problems another live sweep on the same file was running
+
+
+class SweepControl:
+    """Stops the whole sweep (`stop`) or one question in flight, from any thread."""
+
+    def __init__(self, stop: threading.Event | None = None) -> None:
+        self.stop = stop or threading.Event()
+        self._lock = threading.Lock()
+        self._questions: dict[str, _QuestionCancel] = {}
+
+    def cancel_question(self, problem_id: str) -> bool:
+        """Cancel one question at its next token (stored as cancelled; the others go on).
+        False when it is not in flight."""
+        with self._lock:
+            event = self._questions.get(problem_id)
+        if event is None:
+            return False
+        event.set()
+        return True
+
+    def in_flight(self) -> list[str]:
+        """Problem ids being answered now."""
+        with self._lock:
+            return list(self._questions)
+
+    def _open(self, problem_id: str) -> threading.Event:
+        event = _QuestionCancel(self.stop)
+        with self._lock:
+            self._questions[problem_id] = event
+        return event
+
+    def _close(self, problem_id: str) -> bool:
+        """Forget a question; whether it alone was cancelled."""
+        with self._lock:
+            event = self._questions.pop(problem_id, None)
+        return event is not None and threading.Event.is_set(event) and not self.stop.is_set()
+
+
+class _QuestionCancel(threading.Event):
+    """One question's cancel: set by itself, and read as set once the whole sweep stops."""
+
+    def __init__(self, parent: threading.Event) -> None:
+        super().__init__()
+        self.parent = parent
+
+    def is_set(self) -> bool:
+        return super().is_set() or self.parent.is_set()
 
 
 def problem_set_name(spec: str) -> str:
@@ -100,15 +156,21 @@ def problem_set_name(spec: str) -> str:
 def run_sweep(config: RunConfig, problems: Sequence[Problem], store: Store, *,
               problem_set: str, backend: Backend | None = None,
               cancel: threading.Event | None = None, concurrency: int = 1,
+              control: SweepControl | None = None,
               on_start: Callable[[SweepProgress], None] | None = None,
-              on_progress: Callable[[SweepProgress], None] | None = None) -> SweepResult:
+              on_progress: Callable[[SweepProgress], None] | None = None,
+              on_note: Callable[[str], None] | None = None) -> SweepResult:
     """Run `problems` with one loaded backend; every run is stored as it goes.
 
     Problems already finished in this configuration are skipped (resume); interrupted,
-    cancelled and failed ones are run again. Setting `cancel` stops the runs in flight at the
-    next token (they are stored as cancelled) and ends the sweep. With a remote backend,
-    `concurrency` questions are in flight at once (rounds within a question stay sequential);
-    this thread stays the only writer to the store.
+    cancelled and failed ones are run again. Setting `cancel` (or `control.stop`) stops the
+    runs in flight at the next token (they are stored as cancelled) and ends the sweep;
+    `control.cancel_question` stops one question and the sweep goes on. With a remote backend,
+    `concurrency` questions are in flight at once (rounds within a question stay sequential),
+    each pinned to its own llama-server slot so its later rounds reuse that slot's KV cache;
+    this thread stays the only writer to the store. `on_progress` is called as rounds stream
+    (a few times a second) and as problems finish; `on_note` gets one-line notes. A server that
+    stops answering ends the sweep early (`server_gone`); finished runs are kept.
     """
     from mstui.runner import build_run, needs_fit
     from mstui.session import find_fit
@@ -117,7 +179,8 @@ def run_sweep(config: RunConfig, problems: Sequence[Problem], store: Store, *,
         raise ValueError(f"problem set {problem_set!r} is empty; nothing to sweep")
     from mstui.core.grading import default_grader
 
-    cancel = cancel or threading.Event()
+    control = control or SweepControl(cancel)
+    cancel = control.stop
     default_grader().warm()  # Math-Verify's worker starts while the model loads
     store.upsert_problems(problems, problem_set=problem_set)
     # The model is loaded once, before the fit is looked up (its name keys the fit), so a policy
@@ -145,43 +208,80 @@ def run_sweep(config: RunConfig, problems: Sequence[Problem], store: Store, *,
     result = SweepResult(problem_set, uuid.uuid4().hex[:12], len(problems),
                          len(problems) - len(todo))
     progress = SweepProgress(total=len(todo))
-    if on_start:
-        on_start(progress)
-    sweep = _Sweep(config, run, store, result, progress, cancel, found.id if found else None,
-                   on_progress)
+    slots = getattr(run.backend, "slots", None)
     if run.backend.info.backend != "openai":
         concurrency = 1  # an in-process model answers from the one thread that loaded it
-    if concurrency > 1:
-        sweep.parallel(todo, concurrency)
     else:
-        sweep.sequential(todo)
+        concurrency, notes = fit_to_slots(concurrency, slots)
+        result.notes.extend(notes)
+    for note in result.notes:
+        if on_note:
+            on_note(note)
+    if on_start:
+        on_start(progress)
+    sweep = _Sweep(config, run, store, result, progress, control, found.id if found else None,
+                   on_progress)
+    if concurrency > 1:
+        sweep.parallel(todo, concurrency, pin=slots is not None)
+    else:
+        sweep.sequential(todo, pin=slots is not None)
     result.correct, result.scored = progress.correct, progress.scored
     result.completed = progress.done
     result.completion_tokens = progress.completion_tokens
     return result
 
 
+def fit_to_slots(concurrency: int, slots: int | None) -> tuple[int, list[str]]:
+    """Questions to keep in flight on a server with `slots` slots (None: it does not say), and
+    what to tell the user about it. More questions than slots wait here rather than at the
+    server, so each question keeps one slot, and with it its prefix cache."""
+    if concurrency <= 1:
+        return 1, []
+    if slots is None:
+        return concurrency, [
+            f"--concurrency {concurrency}: the server does not say how many requests it decodes "
+            "at once (llama-server's /props does), so the questions are not pinned to slots; "
+            "it batches or queues them itself"]
+    if concurrency > slots:
+        return slots, [
+            f"--concurrency {concurrency} is above the server's {slots} slot(s): {slots} "
+            f"question(s) run at once and the rest wait their turn (start llama-server with "
+            f"-np {concurrency} to run them all)"]
+    return concurrency, []
+
+
 _DONE = object()  # a worker's last item for its problem
+_PROGRESS_EVERY = 0.25  # seconds between progress callbacks while tokens stream
 
 
 class _Sweep:
     """Runs problems and records them; all store writes happen on the calling thread."""
 
     def __init__(self, config: RunConfig, run: Any, store: Store, result: SweepResult,
-                 progress: SweepProgress, cancel: threading.Event, fit_id: int | None,
+                 progress: SweepProgress, control: SweepControl, fit_id: int | None,
                  on_progress: Callable[[SweepProgress], None] | None) -> None:
         self.config, self.run, self.store = config, run, store
-        self.result, self.progress, self.cancel = result, progress, cancel
+        self.result, self.progress, self.control = result, progress, control
+        self.cancel = control.stop
         self.fit_id, self.on_progress = fit_id, on_progress
+        self._live: dict[int, int] = {}  # run id -> pieces streamed in its round in flight
+        self._reported = 0.0
 
-    def _events(self, problem: Problem) -> Any:
+    def _events(self, problem: Problem, cancel: threading.Event, slot: int | None) -> Any:
+        """The problem's events; its rounds go to llama-server slot `slot` when one is given."""
         from mstui.core.loop import run_refinement
 
-        return run_refinement(problem.question, backend=self.run.backend,
-                              prompter=self.run.prompter, policy=self.run.policy,
-                              max_rounds=self.config.max_rounds, settings=self.config.gen,
-                              gold=problem.gold, cancel=self.cancel,
-                              thinking_budget=self.config.thinking_budget)
+        events = run_refinement(problem.question, backend=self.run.backend,
+                                prompter=self.run.prompter, policy=self.run.policy,
+                                max_rounds=self.config.max_rounds, settings=self.config.gen,
+                                gold=problem.gold, cancel=cancel,
+                                thinking_budget=self.config.thinking_budget)
+        use_slot = getattr(self.run.backend, "use_slot", None)
+        if slot is None or use_slot is None:
+            yield from events
+            return
+        with use_slot(slot):  # a thread-local pin: set and read on this worker thread
+            yield from events
 
     def _start(self, problem: Problem) -> Any:
         """The problem's recorder, or None when another sweep on this file has it (claimed)."""
@@ -198,68 +298,109 @@ class _Sweep:
         except AlreadyClaimed:
             self.result.claimed_elsewhere += 1
             self.progress.total -= 1  # not ours to run: the bar still ends at 100%
-            if self.on_progress:
-                self.on_progress(self.progress)
+            self._report(force=True)
             return None
         self.result.run_ids.append(recorder.run_id)
+        self._live[recorder.run_id] = 0
+        self.progress.in_flight += 1
+        self.progress.most_in_flight = max(self.progress.most_in_flight, self.progress.in_flight)
         return recorder
 
     def _record(self, recorder: Any, event: Any) -> Any:
         """Store one event; the RunFinished event when it is the last."""
-        from mstui.core.loop import RoundFinished, RunFinished
+        from mstui.core.loop import RoundFinished, RunFinished, TokenStreamed
 
+        if isinstance(event, TokenStreamed):  # nothing to store: count it for the live rate
+            self._live[recorder.run_id] += 1
+            self.progress.live_tokens += 1
+            self._report()
+            return None
         recorder.handle(event)
         if isinstance(event, RoundFinished):
+            self.progress.live_tokens -= self._live[recorder.run_id]
+            self._live[recorder.run_id] = 0
             self.progress.completion_tokens += event.record.completion_tokens
+            self._report(force=True)
         return event if isinstance(event, RunFinished) else None
 
-    def _finish(self, problem: Problem, recorder: Any, finished: Any) -> None:
+    def _report(self, force: bool = False) -> None:
+        """Call on_progress now (force), or at most every _PROGRESS_EVERY seconds."""
+        now = time.perf_counter()
+        if self.on_progress and (force or now - self._reported >= _PROGRESS_EVERY):
+            self._reported = now
+            self.on_progress(self.progress)
+
+    def _finish(self, problem: Problem, recorder: Any, finished: Any, alone: bool) -> None:
+        """Account for a problem that left the flight; `alone`: it was cancelled by itself."""
+        self.progress.in_flight -= 1
+        self.progress.live_tokens -= self._live.pop(recorder.run_id, 0)
         if finished is None:  # the loop always ends with RunFinished; stay safe
             self.store.finish_run(recorder.run_id, "interrupted", "the run ended without finishing")
             return
         if finished.reason == "cancelled":
-            self.result.cancelled = True
+            if alone:
+                self.result.cancelled_questions.append(problem.id)
+            else:
+                self.result.cancelled = True
+            self._report(force=True)
             return
         if finished.reason == "error":
             self.result.errors.append(f"{problem.id}: {finished.error}")
+            self._check_server(finished.error)
         self.progress.done += 1
         if finished.final_correct is not None:
             self.progress.scored += 1
             self.progress.correct += int(finished.final_correct)
-        if self.on_progress:
-            self.on_progress(self.progress)
+        self._report(force=True)
 
-    def sequential(self, todo: Sequence[Problem]) -> None:
+    def _check_server(self, error: str | None) -> None:
+        """After a failed run: if the server no longer answers, start no more questions (they
+        would fail the same way); the ones in flight end on their own."""
+        alive = getattr(self.run.backend, "alive", None)
+        if self.result.server_gone is None and alive is not None and not alive():
+            self.result.server_gone = error or "the server stopped answering"
+
+    def _stopping(self) -> bool:
+        return self.cancel.is_set() or self.result.server_gone is not None
+
+    def sequential(self, todo: Sequence[Problem], *, pin: bool = False) -> None:
         """One problem after another on this thread (the in-process model's thread)."""
         for problem in todo:
             if self.cancel.is_set():
                 self.result.cancelled = True
                 return
+            if self._stopping():
+                return
             recorder = self._start(problem)
             if recorder is None:
                 continue
+            own = self.control._open(problem.id)
             finished = None
             try:
-                for event in self._events(problem):
+                for event in self._events(problem, own, 0 if pin else None):
                     finished = self._record(recorder, event) or finished
             except BaseException:
                 self.store.finish_run(recorder.run_id, "interrupted",
                                       "the sweep was stopped mid-run")
                 raise
-            self._finish(problem, recorder, finished)
+            finally:
+                alone = self.control._close(problem.id)
+            self._finish(problem, recorder, finished, alone)
             if self.result.cancelled:
                 return
 
-    def parallel(self, todo: Sequence[Problem], concurrency: int) -> None:
+    def parallel(self, todo: Sequence[Problem], concurrency: int, *, pin: bool = False) -> None:
         """`concurrency` problems in flight on worker threads, which only generate; their events
-        come back through a queue to this thread, which writes them in order per run."""
+        come back through a queue to this thread, which writes them in order per run. With
+        `pin`, each problem in flight holds one llama-server slot for all its rounds."""
         events: queue.Queue[tuple[str, Any]] = queue.Queue()
         pending = iter(todo)
-        in_flight: dict[str, tuple[Problem, Any, Any]] = {}
+        in_flight: dict[str, tuple[Problem, Any, Any, int]] = {}
+        free_slots = list(range(concurrency - 1, -1, -1))  # popped from the end: 0 first
 
-        def work(problem: Problem) -> None:
+        def work(problem: Problem, cancel: threading.Event, slot: int | None) -> None:
             try:
-                for event in self._events(problem):
+                for event in self._events(problem, cancel, slot):
                     events.put((problem.id, event))
             except BaseException as exc:  # reported on the writer thread
                 events.put((problem.id, exc))
@@ -267,14 +408,16 @@ class _Sweep:
                 events.put((problem.id, _DONE))
 
         def launch(pool: ThreadPoolExecutor) -> None:
-            for problem in pending:
-                if self.cancel.is_set():
+            for problem in pending:  # the next problem no other sweep has claimed
+                if self._stopping():
                     return
                 recorder = self._start(problem)
-                if recorder is not None:
-                    in_flight[problem.id] = (problem, recorder, None)
-                    pool.submit(work, problem)
-                    return
+                if recorder is None:
+                    continue
+                slot = free_slots.pop()
+                in_flight[problem.id] = (problem, recorder, None, slot)
+                pool.submit(work, problem, self.control._open(problem.id), slot if pin else None)
+                return
 
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="sweep") as pool:
             try:
@@ -282,19 +425,21 @@ class _Sweep:
                     launch(pool)
                 while in_flight:
                     pid, item = events.get()
-                    problem, recorder, finished = in_flight[pid]
+                    problem, recorder, finished, slot = in_flight[pid]
                     if item is _DONE:
                         del in_flight[pid]
-                        self._finish(problem, recorder, finished)
+                        free_slots.append(slot)
+                        alone = self.control._close(pid)
+                        self._finish(problem, recorder, finished, alone)
                         launch(pool)
                     elif isinstance(item, BaseException):
                         self.result.errors.append(f"{pid}: {type(item).__name__}: {item}")
                     else:
                         finished = self._record(recorder, item) or finished
-                        in_flight[pid] = (problem, recorder, finished)
+                        in_flight[pid] = (problem, recorder, finished, slot)
             except BaseException:
                 self.cancel.set()  # let the workers stop at their next token
-                for _, recorder, _ in in_flight.values():
+                for _, recorder, _, _ in in_flight.values():
                     self.store.finish_run(recorder.run_id, "interrupted",
                                           "the sweep was stopped mid-run")
                 raise
@@ -311,10 +456,6 @@ def cmd_sweep(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from mstui.core.problems import load_problem_set
 
     config = config_from_args(args)
-    if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit must be at least 1 (got {args.limit})")
-    if args.concurrency < 1:
-        raise ValueError(f"--concurrency must be at least 1 (got {args.concurrency})")
     err = sys.stderr
     if args.concurrency > 1 and config.backend == "llama":
         print(f"mstui: note: --concurrency {args.concurrency} ignored: the in-process llama.cpp "
@@ -343,8 +484,18 @@ def cmd_sweep(args: argparse.Namespace, out: TextIO | None = None) -> int:
     print(f"sweep {result.sweep_id}: {name} · {ran} run(s) this time, {result.skipped} already "
           f"done earlier{elsewhere} · {acc} · {result.completion_tokens} tokens generated · "
           f"stored in {store.path}", file=out)
+    if result.server_gone is not None:
+        failed = len(result.errors)
+        print(f"mstui: error: the server stopped answering mid-sweep ({result.server_gone}); "
+              f"{ran - failed} run(s) finished and kept, {failed} stored as failed: start it "
+              "again and run the same command to resume", file=err)
+        return 1
     for e in result.errors[:5]:
         print(f"mstui: warning: run failed: {e}", file=err)
+    if result.cancelled_questions:
+        print(f"mstui: {len(result.cancelled_questions)} question(s) cancelled one by one "
+              f"({', '.join(result.cancelled_questions[:5])}); run the same command again to "
+              "redo them", file=err)
     if result.cancelled:
         print("mstui: sweep stopped; the run in flight was stored as cancelled. Run the same "
               "command again to resume.", file=err)
@@ -372,10 +523,11 @@ def _sweep_with_bar(config: RunConfig, problems: Sequence[Problem], store: Store
 
     console = Console(file=err)
     bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[flight]} in flight"),
                    TextColumn("acc {task.fields[acc]}"), TextColumn("{task.fields[tps]} tok/s"),
                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
                    console=console, transient=False, disable=not console.is_terminal)
-    task = bar.add_task(name, total=None, acc="—", tps="—")
+    task = bar.add_task(name, total=None, acc="—", tps="—", flight=0)
 
     def start(p: SweepProgress) -> None:
         bar.update(task, total=p.total)
@@ -386,8 +538,13 @@ def _sweep_with_bar(config: RunConfig, problems: Sequence[Problem], store: Store
     def step(p: SweepProgress) -> None:
         acc = f"{p.accuracy:.0%}" if p.accuracy is not None else "—"
         bar.update(task, total=p.total, completed=p.done, acc=acc,
-                   tps=f"{p.tokens_per_second:.0f}")
+                   tps=f"{p.tokens_per_second:.0f}", flight=p.in_flight)
+
+    def note(text: str) -> None:
+        # Through the console, so the line lands above a live bar instead of through it.
+        console.print(f"mstui: note: {text}", markup=False, highlight=False, soft_wrap=True)
 
     with bar:
         return run_sweep(config, problems, store, problem_set=name, cancel=cancel,
-                         concurrency=concurrency, on_start=start, on_progress=step)
+                         concurrency=concurrency, on_start=start, on_progress=step,
+                         on_note=note)

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from mstui.core.types import FinishReason
+from mstui.core.types import CacheSource, FinishReason
 
 ChatMessage = dict[str, str]
 
@@ -54,6 +54,10 @@ class GenStats:
     gen_seconds: float
     error: str | None = None
     counted_locally: bool = False  # token counts estimated by us, not reported by the backend
+    # Where `cached_tokens` comes from: "reported" by the server (llama-server's timings,
+    # usage.prompt_tokens_details), "estimated" by mstui (the in-process engine applies
+    # llama.cpp's prefix rule itself), None when nobody knows (then `cached_tokens` is 0).
+    cached_source: CacheSource | None = None
 
 
 @dataclass(frozen=True)

@@ -170,6 +170,7 @@ def score_round(
         prompt_tokens=stats.prompt_tokens,
         completion_tokens=stats.completion_tokens,
         cached_tokens=stats.cached_tokens,
+        cached_source=stats.cached_source,
         finish_reason=stats.finish_reason,
         prompt_seconds=stats.prompt_seconds,
         gen_seconds=stats.gen_seconds,
@@ -352,6 +353,10 @@ def _stream_round(
         gen_seconds=first.gen_seconds + second.prompt_seconds + second.gen_seconds,
         error=second.error,
         counted_locally=first.counted_locally or second.counted_locally,
+        # The sum is only known if both parts are; it is only reported if both were.
+        cached_source=None if None in (first.cached_source, second.cached_source)
+        else first.cached_source if first.cached_source == second.cached_source
+        else "estimated",
     )
 
 

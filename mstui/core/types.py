@@ -8,6 +8,7 @@ from typing import Literal, Protocol
 
 Action = Literal["continue", "stop"]
 FinishReason = Literal["stop", "length", "cancelled", "error"]
+CacheSource = Literal["reported", "estimated"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,9 @@ class RoundRecord:
     final: str | None = None
     truncated: bool = False  # ended inside the thinking: no answer, neither right nor wrong
     thinking_tokens: int = 0
+    # "reported" (the server counted the cache hits), "estimated" (mstui worked them out), or
+    # None (not known: a server that reports none, a round stored before this was recorded).
+    cached_source: CacheSource | None = None
 
     @property
     def final_text(self) -> str:

@@ -263,6 +263,7 @@ class LlamaBackend:
             prompt_tokens=len(tokens),
             completion_tokens=len(seen_lengths),
             cached_tokens=cached,
+            cached_source="estimated",  # llama.cpp's prefix rule applied by us (cached_prefix)
             finish_reason=finish,  # type: ignore[arg-type]
             prompt_seconds=first - started,
             gen_seconds=ended - first,

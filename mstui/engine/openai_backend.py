@@ -17,9 +17,14 @@ from mstui.core.backend import (
     GenStats,
     Piece,
 )
+from mstui.core.types import CacheSource
 from mstui.engine.errors import ModelError
 
 CHARS_PER_TOKEN = 4  # only for servers that report no usage; such counts are flagged as local
+
+
+class ServerGone(BackendError):
+    """The server stopped answering (connection refused, reset or dropped mid-stream)."""
 
 
 def _chatml(messages: Sequence[ChatMessage]) -> str:
@@ -33,6 +38,10 @@ class OpenAIBackend:
     Chat-format rounds go to /v1/chat/completions (the server applies the model's template);
     the rest, `wait` continuations included, to /v1/completions with the prompt text. A stream
     that breaks mid-round raises, and the loop records the round as failed with its partial text.
+
+    Against llama-server (recognised by `total_slots` in its /props) a thread can pin its
+    rounds to one slot (`use_slot`), so a question's later rounds find their prefix in that
+    slot's KV cache; `slots` says how many the server decodes at once (None: not llama-server).
     """
 
     def __init__(self, base_url: str, *, model: str | None = None, api_key: str | None = None,
@@ -65,11 +74,39 @@ class OpenAIBackend:
         ctx = props.get("default_generation_settings", {})
         n_ctx = ctx.get("n_ctx", 0) if isinstance(ctx, dict) else 0
         n_ctx = n_ctx if isinstance(n_ctx, int) and 0 < n_ctx < 1 << 31 else 0
+        total = props.get("total_slots")
+        # Only llama-server says how many sequences it decodes at once; it then also takes the
+        # id_slot / cache_prompt fields, which other servers may reject or ignore.
+        self.slots: int | None = total if isinstance(total, int) and total > 0 else None
+        self._local = threading.local()  # the slot the calling thread's rounds are pinned to
         self.info = BackendInfo(
             backend="openai", model=model, context_length=n_ctx,
             details={"base_url": self.base_url, "offload": "remote server",
                      "template": "served (/props)" if self.chat_template else
-                     "not exposed: chat rounds use the server's, stored prompts are ChatML"})
+                     "not exposed: chat rounds use the server's, stored prompts are ChatML",
+                     "slots": str(self.slots) if self.slots else "not reported"})
+
+    @contextlib.contextmanager
+    def use_slot(self, slot: int | None) -> Iterator[None]:
+        """Pin the calling thread's rounds to llama-server slot `slot` (None: the server picks).
+
+        A pinned request waits for its slot when the slot is busy, so give each thread in
+        flight its own slot; on a server without slots this does nothing.
+        """
+        previous = getattr(self._local, "slot", None)
+        self._local.slot = slot if self.slots else None
+        try:
+            yield
+        finally:
+            self._local.slot = previous
+
+    def alive(self) -> bool:
+        """Whether the server answers /models now (one quick try, no retries)."""
+        try:
+            self.client.with_options(timeout=5.0, max_retries=0).models.list()
+        except self._openai.APIError:
+            return False
+        return True
 
     def _props(self) -> dict[str, Any]:
         """llama-server's /props (chat template, BOS/EOS text, context); {} from other servers."""
@@ -132,7 +169,15 @@ class OpenAIBackend:
             "stream_options": {"include_usage": True},
         }
         # Not in OpenAI's API, but llama-server, vLLM and SGLang read them from the body.
-        common["extra_body"] = {"top_k": settings.top_k, "min_p": settings.min_p}
+        extra: dict[str, Any] = {"top_k": settings.top_k, "min_p": settings.min_p}
+        if self.slots:
+            # llama-server: keep the prompt in the slot's KV cache (its default, said anyway),
+            # and send a pinned thread's rounds to the slot that holds their prefix.
+            extra["cache_prompt"] = True
+            slot = getattr(self._local, "slot", None)
+            if slot is not None:
+                extra["id_slot"] = slot
+        common["extra_body"] = extra
         if settings.stop:
             common["stop"] = list(settings.stop)
         if messages is not None:
@@ -177,12 +222,15 @@ class OpenAIBackend:
         pieces = 0
         finish: str | None = None
         usage = None
+        timings = None
         try:
             for chunk in response:
                 if cancel.is_set():
                     break
                 if getattr(chunk, "usage", None) is not None:
                     usage = chunk.usage
+                # llama-server adds its own counts to the last chunk (not in OpenAI's schema).
+                timings = getattr(chunk, "timings", None) or timings
                 choices = getattr(chunk, "choices", None)
                 if not choices:
                     fault = _error_payload(chunk)
@@ -217,6 +265,9 @@ class OpenAIBackend:
                 raise
         except Exception as exc:  # the connection broke, or was closed by a cancel
             if not cancel.is_set():
+                if _dropped(exc):
+                    raise ServerGone(f"the server at {self.base_url} dropped the stream after "
+                                     f"{pieces} piece(s) ({_cause(exc)})") from None
                 raise BackendError(f"the stream broke after {pieces} piece(s): "
                                    f"{_one_line(exc)}") from None
         finally:
@@ -230,18 +281,17 @@ class OpenAIBackend:
         ended = time.perf_counter()
         first = first if first is not None else ended
         self.usage_reported = usage is not None
+        cached, source = _cache_hits(usage, timings)
         if usage is not None:
-            details = getattr(usage, "prompt_tokens_details", None)
-            cached = _count(getattr(details, "cached_tokens", 0) or 0, "cached_tokens") \
-                if details else 0
             counts = (_count(usage.prompt_tokens, "prompt_tokens"),
-                      _count(usage.completion_tokens, "completion_tokens"), cached, False)
+                      _count(usage.completion_tokens, "completion_tokens"), False)
         else:
-            counts = (len(prompt) // CHARS_PER_TOKEN, pieces, 0, True)
+            counts = (len(prompt) // CHARS_PER_TOKEN, pieces, True)
         yield GenStats(prompt_tokens=counts[0], completion_tokens=counts[1],
-                       cached_tokens=counts[2], finish_reason=finish,  # type: ignore[arg-type]
+                       cached_tokens=cached, finish_reason=finish,  # type: ignore[arg-type]
                        prompt_seconds=first - started, gen_seconds=ended - first,
-                       counted_locally=counts[3])
+                       counted_locally=counts[2], cached_source=source)
+
 
     def _open(self, prompt: str, settings: GenSettings, messages: Sequence[ChatMessage] | None,
               cancel: threading.Event) -> Any:
@@ -268,13 +318,46 @@ class OpenAIBackend:
         if isinstance(error, self._openai.APIStatusError):
             raise BackendError(f"the server refused the request: HTTP {error.status_code} "
                                f"{_message(error)}")
-        if isinstance(error, self._openai.APIConnectionError):
-            cause = _one_line(error.__cause__ or error)
-            raise BackendError(f"cannot reach {self.base_url} ({cause}); is the server running?")
+        if isinstance(error, self._openai.APIConnectionError):  # after the client's retries
+            raise ServerGone(f"the server at {self.base_url} does not answer ({_cause(error)}); "
+                             "is it running?")
         if error is not None:
             raise error
         return box["response"]
 
+
+def _cache_hits(usage: Any, timings: Any) -> tuple[int, CacheSource | None]:
+    """Cached prompt tokens as the server counted them, and whether it did.
+
+    OpenAI-style `usage.prompt_tokens_details.cached_tokens` comes first (llama-server, vLLM
+    with --enable-prompt-tokens-details, SGLang with --enable-cache-report); llama-server's
+    `timings.cache_n` is the same count where usage was not sent. Neither: (0, None).
+    """
+    details = getattr(usage, "prompt_tokens_details", None) if usage is not None else None
+    value = getattr(details, "cached_tokens", None) if details is not None else None
+    if isinstance(value, int):
+        return value, "reported"
+    if isinstance(timings, dict) and isinstance(timings.get("cache_n"), int):
+        return int(timings["cache_n"]), "reported"
+    return 0, None
+
+
+def _dropped(exc: BaseException) -> bool:
+    """Whether an error while streaming is the connection failing (reset, closed early), as
+    the HTTP library under the openai client says it: its TransportError (httpx, or httpx2 in
+    newer clients), or a plain socket error."""
+    if isinstance(exc, OSError):
+        return True
+    return any(cls.__name__ == "TransportError" and cls.__module__.startswith("httpx")
+               for cls in type(exc).__mro__)
+
+
+def _cause(exc: BaseException) -> str:
+    """The innermost reason of a connection failure, on one line ("Connection refused")."""
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text.split("] ", 1)[-1]  # "[Errno 111] Connection refused" -> "Connection refused"
 
 def _close_on_cancel(response: Any, cancel: threading.Event, done: threading.Event) -> None:
     """End the HTTP stream as soon as `cancel` is set, even while a read waits on a silent
@@ -359,7 +442,14 @@ def _text_and_logprob(choice: Any, *, chat: bool) -> tuple[str, float | None]:
         return text, (float(content[0].logprob) if content else None)
     text = _text(getattr(choice, "text", None))
     values = getattr(logprobs, "token_logprobs", None) if logprobs else None
-    return text, (float(values[0]) if values and values[0] is not None else None)
+    if values and values[0] is not None:
+        return text, float(values[0])
+    # llama-server streams completion log-probabilities in the chat shape: content[i].logprob.
+    content = getattr(logprobs, "content", None) if logprobs else None
+    if isinstance(content, list) and content and isinstance(content[0], dict):
+        value = content[0].get("logprob")
+        return text, (float(value) if isinstance(value, int | float) else None)
+    return text, None
 
 
 def _text(value: Any) -> str:

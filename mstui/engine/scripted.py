@@ -92,4 +92,4 @@ class ScriptedBackend:
         ended = time.perf_counter()
         first = first if first is not None else ended
         yield GenStats(len(prompt_tokens), sent, cached, finish,  # type: ignore[arg-type]
-                       first - started, ended - first)
+                       first - started, ended - first, cached_source="estimated")

@@ -7,7 +7,14 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from mstui.core.types import Action, Decision, FinishReason, Observation, RoundRecord
+from mstui.core.types import (
+    Action,
+    CacheSource,
+    Decision,
+    FinishReason,
+    Observation,
+    RoundRecord,
+)
 
 ROUND_COLUMNS = (
     "idx",
@@ -36,6 +43,7 @@ ROUND_COLUMNS = (
     "obs_thinking_tokens",
     "judge",
     "grade_error",
+    "cached_source",
 )
 DECISION_COLUMNS = (
     "round",
@@ -108,6 +116,7 @@ def round_row(run_id: int, r: RoundRecord) -> dict[str, Any]:
         "obs_thinking_tokens": o.thinking_tokens,
         "judge": r.judge,
         "grade_error": r.grade_error,
+        "cached_source": r.cached_source,
     }
 
 
@@ -143,7 +152,13 @@ def round_record(row: Mapping[str, Any]) -> RoundRecord:
         # Exports written before judges were recorded have no such keys.
         judge=row.get("judge"),
         grade_error=row.get("grade_error"),
+        cached_source=_cache_source(row.get("cached_source")),
     )
+
+
+def _cache_source(value: Any) -> CacheSource | None:
+    """A stored cache-count label; anything unknown (an edited file) reads as not known."""
+    return cast(CacheSource, value) if value in ("reported", "estimated") else None
 
 
 def decision_row(run_id: int, d: Decision) -> dict[str, Any]:

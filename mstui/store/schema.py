@@ -244,6 +244,20 @@ def m004_grading(db: Database) -> None:
     db.table("grade_history").create_index(["run_id", "idx"])
 
 
+# Named m004 on its own branch, merged after m004_grading: names, not numbers, identify
+# migrations, so files that ran either keep their record.
+@migrations(name="m004_cache_source")
+def m004_cache_source(db: Database) -> None:
+    """Where a round's cached_tokens came from: 'reported' by the server (llama-server's timings,
+    an OpenAI-style usage.prompt_tokens_details), 'estimated' by mstui (the in-process engine
+    applies llama.cpp's prefix rule itself), NULL when not known (then cached_tokens is 0).
+    Rounds stored earlier by the in-process or scripted engine were counted by that same rule,
+    so they are marked estimated; earlier remote rounds stay unknown."""
+    db.table("rounds").add_column("cached_source", str)
+    db.execute("UPDATE rounds SET cached_source = 'estimated' WHERE run_id IN "
+               "(SELECT id FROM runs WHERE backend IN ('llama.cpp', 'scripted'))")
+
+
 # Schema version N means the first N migrations have run; it is also written to
 # PRAGMA user_version so other SQLite tools (and an old mstui) can read it cheaply.
 MIGRATION_NAMES: list[str] = [m.name for m in migrations._migrations]

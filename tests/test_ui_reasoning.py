@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from mstui.config import RunConfig
@@ -44,6 +45,22 @@ def thinking_text(tokens: int) -> str:
     return "".join(out)
 
 
+class GatedBackend(ScriptedBackend):
+    """The scripted model, holding its stream after `gate_at` pieces until `release` is set, so a
+    test sees the screen mid-round however loaded the machine is."""
+
+    def __init__(self, responses: list[str], gate_at: int, **kw: object) -> None:
+        super().__init__(responses, **kw)  # type: ignore[arg-type]
+        self.gate_at = gate_at
+        self.release = threading.Event()
+
+    def stream(self, prompt, settings, cancel, messages=None):  # type: ignore[no-untyped-def]
+        for n, item in enumerate(super().stream(prompt, settings, cancel, messages)):
+            if n == self.gate_at:
+                self.release.wait(30)
+            yield item
+
+
 def reasoning_app(
     db: Path | None,
     responses: list[str],
@@ -51,6 +68,7 @@ def reasoning_app(
     max_tokens: int = 30000,
     rounds: int = 1,
     tps: float | None = None,
+    backend: ScriptedBackend | None = None,
 ) -> MstuiApp:
     """The app on a scripted R1-shaped model, run in the reasoning format."""
     config = RunConfig(
@@ -65,9 +83,8 @@ def reasoning_app(
         db_path=db,
         auto_policy=False,
         show_timings=False,
-        backend_factory=lambda c: ScriptedBackend(
-            responses, tokens_per_second=tps, chat_template=R1_TEMPLATE
-        ),
+        backend_factory=lambda c: backend
+        or ScriptedBackend(responses, tokens_per_second=tps, chat_template=R1_TEMPLATE),
     )
 
 
@@ -86,21 +103,25 @@ async def test_20k_token_thinking_round_is_folded_and_its_final_text_is_the_stre
 ) -> None:
     thinking = thinking_text(20000)
     response = thinking + "\n</think>\n\n" + FINAL
-    # Paced, so the screen is seen mid-thinking (about 2.5 s for the round).
-    app = reasoning_app(tmp_path / "t.db", [response], tps=8000)
+    # The model pauses 2,000 tokens into its thinking until the mid-round checks are done.
+    backend = GatedBackend([response], 2000, chat_template=R1_TEMPLATE)
+    app = reasoning_app(tmp_path / "t.db", [response], backend=backend)
     async with app.run_test(size=SIZE) as pilot:
         await ask(pilot, app)
         view = app.live.query_one(StreamView)
+        await wait_for(pilot, lambda: app.live.pieces_seen == 2000)
+        await pilot.pause(0.3)  # the fold line's numbers are drawn a few times a second
         # While the thinking streams, one line stands for it and nothing else is drawn.
-        await wait_for(pilot, lambda: "thinking ·" in view.fold_line and view.thinking_doc.chars)
-        assert view.reasoning and not view.final_doc.chars
+        assert view.reasoning and not view.final_doc.chars and len(view.thinking_doc) > 100
         rows = screen_rows(view)
-        assert rows[0].startswith("▸ thinking · ") and not any(rows[1:])
+        assert rows[0].startswith("▸ thinking · 2,000 tok") and not any(rows[1:])
         assert app.live.check_action("thinking", ())  # the fold key is offered
         await pilot.press("z")  # unfolded mid-stream: it follows the newest thinking
-        await pilot.pause(0.1)
+        await pilot.pause(0.05)
         assert view.expanded and view.is_vertical_scroll_end and view.scroll_offset.y > 0
+        assert screen_rows(view)[-1] == view.thinking_doc.tail.rstrip()
         await pilot.press("z")
+        backend.release.set()
         await wait_for(pilot, lambda: not app.worker.busy and app.live.records, timeout=60)
         await pilot.pause(0.05)
         r = app.live.records[-1]

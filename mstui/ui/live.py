@@ -94,6 +94,7 @@ class LiveScreen(Screen[None]):
         self._tracker: RoundTracker | None = None  # the round whose tokens are being drained
         self._folded = -1
         self._stats_at = 0.0  # when the streaming counts were last drawn
+        self._stats_tokens = 0  # the round's token count they showed
         self._keys: tuple[bool, bool] | None = None  # what the footer's keys were built for
         self._next_drain = 0.0  # the drain timer's next tick drains from then on
         self._timer: Timer | None = None
@@ -252,7 +253,7 @@ class LiveScreen(Screen[None]):
         self.streaming = index
         self._tracker = RoundTracker(index, self.mstui.worker.tokens.info(index))
         self._folded = -1  # the thinking count the fold line shows
-        self._stats_at = 0.0  # counts are drawn on the round's first drain
+        self._stats_at, self._stats_tokens = 0.0, 0  # counts drawn on the round's first drain
         self.query_one(StreamView).reset(index)
         self._strip()
         self.refresh_keys()
@@ -265,6 +266,16 @@ class LiveScreen(Screen[None]):
         cpu = time.thread_time()
         if self.drain():
             self.call_after_refresh(self._drawn, now, cpu)
+            return
+        tracker = self._tracker
+        # The model paused (or the round is long): draw the counts the last frame skipped.
+        stale = (
+            self.streaming is not None
+            and tracker is not None
+            and tracker.tokens != self._stats_tokens
+        )
+        if stale and now - self._stats_at >= STATS_SECONDS:
+            self._stats(now)
 
     def _drawn(self, started: float, cpu: float) -> None:
         """The frame is on screen: it cost this thread's CPU time since `cpu` (drain + paint)."""
@@ -298,7 +309,7 @@ class LiveScreen(Screen[None]):
         """The streaming counts: the stats line, and the fold line while the thinking grows."""
         tracker = self._tracker
         assert tracker is not None
-        self._stats_at = now
+        self._stats_at, self._stats_tokens = now, tracker.tokens
         rate = tracker.rate(now) if self.mstui.show_timings else None
         speed = f" · {rate:.0f} tok/s" if rate else ""
         view = self.query_one(StreamView)

@@ -158,7 +158,9 @@ class OpenAIBackend:
                                     eos_token=self._eos)
 
     def _request(self, prompt: str, settings: GenSettings,
-                 messages: Sequence[ChatMessage] | None) -> Any:
+                 messages: Sequence[ChatMessage] | None, slot: int | None = None) -> Any:
+        """Send one streaming request; `slot` is the llama-server slot to pin it to (read by
+        the caller on its own thread: the pin is thread-local, the request runs on a helper)."""
         common: dict[str, Any] = {
             "model": self.model,
             "max_tokens": settings.max_tokens,
@@ -174,7 +176,6 @@ class OpenAIBackend:
             # llama-server: keep the prompt in the slot's KV cache (its default, said anyway),
             # and send a pinned thread's rounds to the slot that holds their prefix.
             extra["cache_prompt"] = True
-            slot = getattr(self._local, "slot", None)
             if slot is not None:
                 extra["id_slot"] = slot
         common["extra_body"] = extra
@@ -298,10 +299,11 @@ class OpenAIBackend:
         """Send the request on a helper thread so a cancel is heard while the server has not
         answered yet; None when cancelled first (the late response is closed when it comes)."""
         box: dict[str, Any] = {}
+        slot = getattr(self._local, "slot", None)  # this thread's pin, before the hand-off
 
         def call() -> None:
             try:
-                box["response"] = self._request(prompt, settings, messages)
+                box["response"] = self._request(prompt, settings, messages, slot)
             except BaseException as exc:
                 box["error"] = exc
             if box.get("abandoned") and "response" in box:

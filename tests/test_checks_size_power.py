@@ -9,18 +9,12 @@ import numpy as np
 import pytest
 
 from mstui.core.fitting import accuracy_check, fit_pool, heterogeneity_check, markov_check
+from tests.simulate import simulate_chains
 
 Gen = Callable[[np.random.Generator], np.ndarray]
 
 
-def chain(rng: np.random.Generator, nq: int, nr: int, a: float, b: float,
-          p0: float) -> np.ndarray:
-    x = np.zeros((nq, nr), np.bool_)
-    x[:, 0] = rng.random(nq) < p0
-    for t in range(1, nr):
-        u = rng.random(nq)
-        x[:, t] = np.where(x[:, t - 1], u >= a, u < b)
-    return x
+chain = simulate_chains  # independent of the core's simulators
 
 
 def mixture(rng: np.random.Generator) -> np.ndarray:

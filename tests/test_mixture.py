@@ -17,17 +17,9 @@ from mstui.core.mixture import (
 )
 from mstui.core.policies import MarkovPolicy, MixturePolicy, parse_policy
 from mstui.core.types import Observation
+from tests.simulate import simulate_chains
 
-
-def chains(rng: np.random.Generator, nq: int, nr: int, a: float, b: float,
-           p0: float) -> np.ndarray:
-    """Independent simulator (not core.mixture.simulate_mixture)."""
-    x = np.zeros((nq, nr), np.bool_)
-    x[:, 0] = rng.random(nq) < p0
-    for t in range(1, nr):
-        u = rng.random(nq)
-        x[:, t] = np.where(x[:, t - 1], u >= a, u < b)
-    return x
+chains = simulate_chains  # independent of the core's simulators
 
 
 def two_classes(seed: int, nq: int = 4000, nr: int = 6) -> np.ndarray:

@@ -6,17 +6,9 @@ import numpy as np
 import pytest
 
 from mstui.core.fitting import MIN_ROW_TRANSITIONS, fit_pool
+from tests.simulate import simulate_chains
 
-
-def simulate(rng: np.random.Generator, nq: int, nr: int, a: float, b: float,
-             p0: float) -> np.ndarray:
-    """Independent two-state chain simulator: correct[question, round]."""
-    x = np.zeros((nq, nr), np.bool_)
-    x[:, 0] = rng.random(nq) < p0
-    for t in range(1, nr):
-        u = rng.random(nq)
-        x[:, t] = np.where(x[:, t - 1], u >= a, u < b)
-    return x
+simulate = simulate_chains  # independent of the core's simulators
 
 
 def coverage(a: float, b: float, p0: float, nq: int, nr: int, reps: int,

@@ -134,8 +134,33 @@ class Figures:
     sweeps: list[Sweep]
 
 
+def erase_slots(server: LlamaServer) -> None:
+    """Empty every slot's KV cache, so each measured run starts cold. Without it the bare
+    replay, sent right after mstui's sweep with the same prompts, found them cached (0.75 of
+    bare at c=8 was that, not the client)."""
+    import urllib.request
+
+    for slot in range(server.slots):
+        request = urllib.request.Request(f"{server.root}/slots/{slot}?action=erase",
+                                         method="POST", data=b"")
+        with urllib.request.urlopen(request, timeout=10):
+            pass
+
+
+def start_server(binary: Path, model: Path, log: Path, slots: int, threads: int,
+                 tmp: Path) -> LlamaServer:
+    """llama-server with `slots` slots; slot erasing on (--slot-save-path) and its host-memory
+    prompt cache off (--cache-ram 0), so only the slots' own KV caches are measured."""
+    save = tmp / f"slots-{slots}"
+    save.mkdir(exist_ok=True)
+    return LlamaServer(binary, model, log, slots=slots, ctx=slots * CTX_PER_SLOT,
+                       threads=threads,
+                       extra=("--slot-save-path", str(save), "--cache-ram", "0"))
+
+
 def measure(server: LlamaServer, levels: list[int], args: argparse.Namespace) -> Figures:
-    """Interleave mstui and the bare client at every level, `repeats` times."""
+    """Interleave mstui and the bare client at every level, `repeats` times, each from empty
+    slots."""
     from mstui.engine.openai_backend import OpenAIBackend
 
     assert server.proc is not None
@@ -145,9 +170,12 @@ def measure(server: LlamaServer, levels: list[int], args: argparse.Namespace) ->
                 defaultdict(list), defaultdict(list), defaultdict(list), [])
     for rep in range(args.repeats):
         for c in levels:
+            erase_slots(server)
             srv0, me0 = cpu_seconds(pid), time.process_time()
             s = mstui_sweep(server.url, c, args.problems, args.rounds, args.max_tokens, seed=rep)
             srv1, me1 = cpu_seconds(pid), time.process_time()
+            erase_slots(server)
+            srv_b, me_b = cpu_seconds(pid), time.process_time()
             wall, tokens = bare_replay(server.url, model, c, s.rounds)
             srv2, me2 = cpu_seconds(pid), time.process_time()
             rounds = sum(len(q) for q in s.rounds)
@@ -155,9 +183,9 @@ def measure(server: LlamaServer, levels: list[int], args: argparse.Namespace) ->
             f.qpm[c].append(60 * s.questions / s.wall)
             f.bare[c].append(tokens / wall)
             f.ours_cpu[c].append(s.tokens / max(srv1 - srv0, 1e-9))
-            f.bare_cpu[c].append(tokens / max(srv2 - srv1, 1e-9))
+            f.bare_cpu[c].append(tokens / max(srv2 - srv_b, 1e-9))
             f.ours_client[c].append(1000 * (me1 - me0) / rounds)
-            f.bare_client[c].append(1000 * (me2 - me1) / rounds)
+            f.bare_client[c].append(1000 * (me2 - me_b) / rounds)
             f.sweeps.append(s)
             print(f"  rep {rep} c={c}: mstui {s.tokens / s.wall:6.1f} tok/s ({s.wall:5.1f} s, "
                   f"{f.ours_cpu[c][-1]:5.1f} tok/server-CPU-s) · bare {tokens / wall:6.1f} tok/s "
@@ -191,8 +219,7 @@ def main() -> int:
           f"round; medians of {args.repeats}, configurations interleaved")
     server_peaks = []
     with tempfile.TemporaryDirectory() as tmp:
-        server = LlamaServer(binary, model, Path(tmp) / "np4.log", slots=4,
-                             ctx=4 * CTX_PER_SLOT, threads=args.threads)
+        server = start_server(binary, model, Path(tmp) / "np4.log", 4, args.threads, Path(tmp))
         try:
             print("llama-server -np 4:")
             f = measure(server, [1, 4], args)
@@ -226,8 +253,8 @@ def main() -> int:
               f"{med(f.ours_client[4]):.1f} vs {med(f.bare_client[4]):.1f} ms)")
         if args.curve:
             np_curve = max(args.curve)
-            server = LlamaServer(binary, model, Path(tmp) / "curve.log", slots=np_curve,
-                                 ctx=np_curve * CTX_PER_SLOT, threads=args.threads)
+            server = start_server(binary, model, Path(tmp) / "curve.log", np_curve,
+                                  args.threads, Path(tmp))
             try:
                 print(f"llama-server -np {np_curve}:")
                 f = measure(server, args.curve, args)

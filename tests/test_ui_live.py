@@ -49,6 +49,14 @@ def text_of(widget) -> str:  # type: ignore[no-untyped-def]
     return str(widget.render())
 
 
+def border_of(widget) -> str:  # type: ignore[no-untyped-def]
+    """A widget's border title and subtitle as plain text."""
+    from rich.text import Text
+
+    return " | ".join(Text.from_markup(t or "").plain
+                      for t in (widget.border_title, widget.border_subtitle))
+
+
 async def test_scripted_run_streams_rounds_and_stores_them(tmp_path: Path) -> None:
     db = tmp_path / "traces.db"
     app = scripted_app(db, rounds=4)
@@ -138,10 +146,9 @@ async def test_step_mode_pauses_steps_and_force_stop_is_stored(tmp_path: Path) -
         await wait_for(pilot, lambda: app.worker.backend is not None)
         await pilot.press("s", "n", "r")
         await wait_for(pilot, lambda: app.worker.paused)
-        assert len(app.live.records) == 1 and "step mode" in text_of(
-            app.live.query_one(DecisionPanel)
-        )
-        assert "paused" in text_of(app.live.query_one("#status"))
+        panel = app.live.query_one(DecisionPanel)
+        assert len(app.live.records) == 1 and "PAUSED step mode" in border_of(panel)
+        assert "space step" in border_of(panel) and panel.has_class("-paused")
         await pilot.press("space")  # accept the decision after round 0, pause after round 1
         await wait_for(pilot, lambda: app.worker.paused and len(app.live.records) == 2)
         await pilot.press("x")  # force stop
@@ -168,7 +175,7 @@ async def test_force_continue_and_answer_change_breakpoint(tmp_path: Path) -> No
         await pilot.press("2", "n", "r")  # breakpoint: the answer changes (18 → 17 at round 1)
         await wait_for(pilot, lambda: app.worker.paused)
         assert len(app.live.records) == 2
-        assert "answer changed" in text_of(app.live.query_one(DecisionPanel))
+        assert "answer changed" in border_of(app.live.query_one(DecisionPanel))
         await pilot.press("e")  # run to end: round 2 repeats → repeat stops
         await wait_for(pilot, lambda: not app.worker.busy)
         run_id = app.live.run_id

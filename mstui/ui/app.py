@@ -138,7 +138,7 @@ class MstuiApp(App[None]):
 
     on_model_loading = on_model_ready = on_model_failed = _forward
     on_run_began = on_round_began = on_round_done = _forward
-    on_decision_ready = on_paused = on_run_done = _forward
+    on_decision_ready = on_paused = on_run_done = on_fit_shown = _forward
 
     def on_notice(self, message: m.Notice) -> None:
         """A worker notice becomes a notification (store trouble, policy fallback)."""

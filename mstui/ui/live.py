@@ -18,7 +18,9 @@ from textual.widgets import Footer, Input, Static
 from mstui.core.problems import Problem
 from mstui.core.types import Decision, RoundRecord
 from mstui.ui import messages as m
+from mstui.ui.ask import OFF, NumberScreen
 from mstui.ui.charts import AccuracyChart
+from mstui.ui.help import glossary
 from mstui.ui.picker import ProblemPicker
 from mstui.ui.tokens import RoundTracker
 from mstui.ui.view import EMPTY_VIEW, ProbView
@@ -36,7 +38,13 @@ from mstui.ui.worker import RunRequest, one_line
 if TYPE_CHECKING:
     from mstui.ui.app import MstuiApp
 
-THRESHOLDS = (None, 0.5, 0.7, 0.9)
+# Below either size the screen is compact: the chart goes, the probability panel keeps its
+# first lines, and the decision panel keeps the room it needs (80×24 must show a decision).
+COMPACT_WIDTH, COMPACT_HEIGHT = 120, 34
+# llama.cpp's finish reasons in words: a bare "stop" beside a CONTINUE decision reads as the
+# policy's verdict.
+FINISHED = {"stop": "ended its answer", "length": "hit the token limit",
+            "cancelled": "cancelled", "error": "failed"}
 DRAIN_SECONDS = 1 / 30  # how often the drain timer ticks while a run streams
 # The share of one core that drawing streamed tokens may take. The model's threads and this one
 # share the cores, so every frame is time taken from generation: a frame that redraws the stream
@@ -67,9 +75,12 @@ class LiveScreen(Screen[None]):
         Binding("space", "step", "Step"),
         Binding("c", "force('continue')", "Force cont."),
         Binding("x", "force('stop')", "Force stop"),
-        Binding("e", "run_to_end", "Run to end"),
+        Binding("e", "run_to_end", "To end (past bp)"),
         Binding("escape", "cancel", "Cancel"),
         Binding("z", "thinking", "Thinking"),
+        Binding("y", "why", "Why"),
+        Binding("left", "browse(-1)", "Round −", show=False),
+        Binding("right", "browse(1)", "Round +", show=False),
         Binding("left_square_bracket", "rounds(-1)", "N_max −", show=False),
         Binding("right_square_bracket", "rounds(1)", "N_max +", show=False),
         Binding("1", "breakpoint('flip')", "BP flip", show=False),
@@ -102,6 +113,11 @@ class LiveScreen(Screen[None]):
         # From submit to RunDone; the worker's `busy` flag clears only after RunDone is posted.
         self.running = False
         self.view: ProbView = EMPTY_VIEW  # the probability panel's (and the chart's) numbers
+        self.views: dict[int, ProbView] = {}  # each decided round's view (browsing, why-view)
+        self.cursor: int | None = None  # a browsed earlier round (← →); None follows the run
+        self.run_price = 0.0  # κ of the run on screen (the config's may change mid-run)
+        self.run_max_rounds = 0
+        self.pause_why: str | None = None  # the pause on screen, if any
 
     @property
     def mstui(self) -> MstuiApp:
@@ -133,6 +149,9 @@ class LiveScreen(Screen[None]):
         self.query_one("#stream", StreamView).border_title = "round text"
         self.query_one("#prob", ProbPanel).border_title = "probability"
         self.query_one("#decision", DecisionPanel).border_title = "decision"
+        self.query_one(ProbPanel).tooltip = glossary("q_t", "π", "λ", "regime", "p̂", "p̂₀",
+                                                     "a", "b", "flags", "shadow")
+        self.query_one(DecisionPanel).tooltip = glossary("gain", "κ", "T", "N_max", "κ*")
         self.show_decision(None)
         self.query_one(RoundStrip).show([], [])
         self.query_one(AccuracyChart).show_view(EMPTY_VIEW)
@@ -156,9 +175,18 @@ class LiveScreen(Screen[None]):
             f"N_max {cfg.max_rounds} · κ {cfg.price:g} │ {step} · bp {w.breakpoints.describe()}"
         )
         if w.paused:
-            line += " │ ⏸ paused: space step · c continue · x stop · e run to end"
+            line += " │ ⏸ paused (see the decision panel)"
         self.query_one("#status", Static).update(Text(line), layout=False)
         self.refresh_keys()
+
+    def on_resize(self) -> None:
+        """Compact below COMPACT_WIDTH × COMPACT_HEIGHT: no chart, a short probability panel."""
+        compact = self.size.width < COMPACT_WIDTH or self.size.height < COMPACT_HEIGHT
+        if compact != self.has_class("compact"):
+            self.set_class(compact, "compact")
+            panel = self.query_one(ProbPanel)
+            panel.compact = compact
+            panel.show(self.view)
 
     def refresh_keys(self) -> None:
         """Rebuild the footer when the keys it offers change (running, a round that thinks):
@@ -222,22 +250,37 @@ class LiveScreen(Screen[None]):
             if self._tracker is not None:
                 self.query_one(StreamView).add(self._tracker.flush())
             self._round_done(msg.record)
+        elif isinstance(msg, m.FitShown):
+            if not self.decisions:  # the prediction before round 0
+                self._probabilities(msg.view)
         elif isinstance(msg, m.DecisionReady | m.Paused):
             self.drain()
+            self.cursor = None  # a decision brings the screen back to the run
+            self.views[msg.decision.round] = msg.view
             self._probabilities(msg.view)
             if isinstance(msg, m.DecisionReady):
+                self._paused(None)
                 self.decisions.append(msg.decision)
                 self.show_decision(msg.decision)
             else:
-                self.show_decision(msg.decision, note=msg.why)
+                self._paused(msg.why)
+                self.show_decision(msg.decision)
             self._strip()
         elif isinstance(msg, m.RunDone):
             self.drain()
+            self._paused(None)
             self._run_done(msg)
         self.refresh_status()
 
+    def _paused(self, why: str | None) -> None:
+        """The pause in the decision panel's border, in colour, with its keys (or no pause)."""
+        self.pause_why = why
+        self.query_one(DecisionPanel).paused(why)
+
     def _run_began(self, msg: m.RunBegan) -> None:
         self.records, self.decisions, self.run_id = [], [], msg.run_id
+        self.views, self.cursor = {}, None
+        self.run_price, self.run_max_rounds = self.mstui.config.price, msg.max_rounds
         self._tracker = None  # round indices start again at 0
         self.mstui.policy_label = msg.policy
         self.show_decision(None, keep=False)
@@ -346,7 +389,8 @@ class LiveScreen(Screen[None]):
             Text(
                 f"round {r.index}: answer {answer} {mark(r.correct)} [{r.extraction_rule}] · "
                 f"{r.completion_tokens} tok{speed} · prompt {r.prompt_tokens} tok "
-                f"({r.cached_tokens} cached) · {r.finish_reason}"
+                f"({r.cached_tokens} cached) · the model "
+                f"{FINISHED.get(r.finish_reason, r.finish_reason)}"
             )
         )
         if r.finish_reason == "cancelled":
@@ -370,7 +414,8 @@ class LiveScreen(Screen[None]):
         self._strip()
 
     def _strip(self) -> None:
-        self.query_one(RoundStrip).show(self.records, self.decisions, live=self.streaming)
+        self.query_one(RoundStrip).show(self.records, self.decisions, cursor=self.cursor,
+                                        live=self.streaming)
 
     # ---- actions -------------------------------------------------------------------------------
 
@@ -463,19 +508,77 @@ class LiveScreen(Screen[None]):
         self.refresh_status()
 
     def action_breakpoint(self, kind: str) -> None:
-        """Toggle a breakpoint: 1 decision flips, 2 answer changes, 3 belief threshold (cycles)."""
+        """Toggle a breakpoint: 1 decision flips, 2 answer changes, 3 asks for a belief θ."""
         bp = self.mstui.worker.breakpoints
         if kind == "flip":
             bp.flip = not bp.flip
         elif kind == "answer":
             bp.answer_change = not bp.answer_change
         else:
-            bp.threshold = (
-                THRESHOLDS[(THRESHOLDS.index(bp.threshold) + 1) % len(THRESHOLDS)]
-                if bp.threshold in THRESHOLDS
-                else None
-            )
+            title = ("breakpoint: pause when the belief q_t crosses θ (under every policy: "
+                     "the fit's belief). Empty turns it off.")
+            self.app.push_screen(
+                NumberScreen(title, bp.threshold, 0.0, 1.0, "e.g. 0.8"), self.set_threshold)
+            return
         self.refresh_status()
+
+    def set_threshold(self, value: float | None) -> None:
+        """The θ dialog's answer: None cancelled, OFF clears, else the threshold."""
+        if value is None:
+            return
+        self.mstui.worker.breakpoints.threshold = None if value == OFF else value
+        self.refresh_status()
+
+    def action_browse(self, delta: int) -> None:
+        """← →: show an earlier round of this run (text, belief, decision), between rounds."""
+        if not self.records:
+            return
+        if self.streaming is not None:
+            self.app.notify("a round is streaming: browse when it ends (or at a pause)")
+            return
+        last = self.records[-1].index
+        now = last if self.cursor is None else self.cursor
+        t = min(max(now + delta, self.records[0].index), last)
+        self.cursor = None if t == last else t
+        r = next(r for r in self.records if r.index == t)
+        title = f"round {t}" + ("" if self.cursor is None else f" of {last} (→ back to the latest)")
+        self.query_one(StreamView).show_record(r, title=title,
+                                               numbers=thinking_numbers(r, self.mstui.show_timings))
+        view = self.views.get(t)
+        if view is not None:
+            self._probabilities(view)
+        decision = next((d for d in self.decisions if d.round == t), None)
+        if decision is not None or self.cursor is not None:
+            self.show_decision(decision, keep=False)
+        self._strip()
+
+    def action_why(self) -> None:
+        """y: why the belief after the shown round is what it is (core.explain)."""
+        from mstui.core.explain import explain_round
+        from mstui.ui.why import WhyScreen, why_renderable
+
+        history = [r for r in self.records if r.finish_reason not in ("cancelled", "error")]
+        t = self.cursor if self.cursor is not None else (self.decisions[-1].round if
+                                                         self.decisions else None)
+        if t is None and self.pause_why is not None and history:
+            t = history[-1].index  # paused before the first decision took effect
+        if t is None or not history:
+            self.app.notify("no finished round yet: the why-view explains a round's belief")
+            return
+        view = self.views.get(t, self.view)
+        if view.fit is None:
+            self.app.notify("no fit for this model/strategy, so no belief to explain: run "
+                            "`mstui sweep`, then `mstui fit`", severity="warning")
+            return
+        pos = next(i for i, r in enumerate(history) if r.index == t)
+        decision = next((d for d in self.decisions if d.round == t), None)
+        if decision is None and self.pause_why is not None:
+            decision = self._shown[0]
+        e = explain_round(view.fit, view.obs_model, history, pos, price=self.run_price,
+                          max_rounds=self.run_max_rounds or self.mstui.config.max_rounds,
+                          fit_label=view.fit_label)
+        body = why_renderable(e, decision, view.fit_label, view.fit_note)
+        self.app.push_screen(WhyScreen(body, f"why: round {t}"))
 
     def action_thinking(self) -> None:
         """Fold / unfold the round's thinking."""

@@ -90,6 +90,15 @@ class DecisionReady(Message):
         self.view = view
 
 
+class FitShown(Message):
+    """The fit a run would use, before round 0: p̂₀ and the predicted curve (at model load,
+    and when a run begins), so the panel says what the next decision rests on."""
+
+    def __init__(self, view: ProbView) -> None:
+        super().__init__()
+        self.view = view
+
+
 class Paused(Message):
     """Step mode or a breakpoint stopped before a decision took effect; the worker waits."""
 

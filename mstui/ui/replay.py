@@ -43,6 +43,7 @@ class ReplayScreen(Screen[None]):
         Binding("W", "what_if_set", "What-if (set)"),
         Binding("v", "next_fit", "Fit ▸"),
         Binding("z", "thinking", "Thinking"),
+        Binding("y", "why", "Why"),
     ]
 
     def __init__(self, run_id: int) -> None:
@@ -132,15 +133,9 @@ class ReplayScreen(Screen[None]):
         d = self.decisions.get(t)
         run = self.run
         history = [x for x in self.rounds[: t + 1] if x.finish_reason not in ("cancelled", "error")]
-        label = f"fit #{run['fit_id']}" if run.get("fit") is not None else "no fit with this run"
-        view = prob_view(
-            run.get("fit"),
-            run.get("obs_model"),
-            history,
-            d,
-            int(run.get("max_rounds") or len(self.rounds)),
-            label,
-        )
+        fit, obs, label, note = self.belief_fit()
+        view = prob_view(fit, obs, history, d, int(run.get("max_rounds") or len(self.rounds)),
+                         label, note)
         self.query_one(StreamView).show_record(
             r, f"round {t} of {len(self.rounds)}", thinking_numbers(r, self.mstui.show_timings)
         )
@@ -189,6 +184,44 @@ class ReplayScreen(Screen[None]):
                 return f.fit, f.obs_model, f"fit #{f.fit_id}"
         own = f"fit #{self.run['fit_id']}" if self.run.get("fit") is not None else "no fit"
         return self.run.get("fit"), self.run.get("obs_model"), own
+
+    def belief_fit(self) -> tuple[ChainFit | None, ObservationModel | None, str, str]:
+        """(fit, obs model, label, caveat) behind the shown belief: the run's own fit, else
+        the chosen stored fit of this model × strategy as a shadow (a fixed run has none)."""
+        assert self.run is not None
+        if self.run.get("fit") is not None:
+            return self.run["fit"], self.run.get("obs_model"), f"fit #{self.run['fit_id']}", ""
+        fit, obs, label = self.chosen_fit()
+        if fit is None and self.fits:
+            f = self.fits[0]
+            fit, obs, label = f.fit, f.obs_model, f"fit #{f.fit_id}"
+        if fit is None:
+            return None, None, "no fit with this run", ""
+        return fit, obs, label, f"shadow belief: policy {self.run.get('policy')} used no fit"
+
+    def action_why(self) -> None:
+        """y: why the belief after this round is what it is (core.explain)."""
+        from mstui.core.explain import explain_round
+        from mstui.ui.why import WhyScreen, why_renderable
+
+        if self.run is None or not self.rounds:
+            return
+        fit, obs, label, note = self.belief_fit()
+        if fit is None:
+            self.app.notify("no fit for this run's model/strategy, so no belief to explain",
+                            severity="warning")
+            return
+        r = self.rounds[self.cursor]
+        history = [x for x in self.rounds if x.finish_reason not in ("cancelled", "error")]
+        if r not in history:
+            self.app.notify(f"round {r.index} was {r.finish_reason}: it has no belief")
+            return
+        price = float((self.run.get("settings") or {}).get("price") or 0.0)
+        e = explain_round(fit, obs, history, history.index(r), price=price,
+                          max_rounds=int(self.run.get("max_rounds") or len(self.rounds)),
+                          fit_label=label)
+        body = why_renderable(e, self.decisions.get(r.index), label, note)
+        self.app.push_screen(WhyScreen(body, f"why: run {self.run['id']} round {r.index}"))
 
     def action_next_fit(self) -> None:
         """Cycle the what-if fit through the stored fits of this model × strategy."""

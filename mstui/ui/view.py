@@ -30,16 +30,25 @@ class ProbView:
     fit_label: str = "no fit"
     fit_lines: tuple[str, ...] = ()
     mode: str = ""
+    # The fit behind the numbers, for the why-view (core.explain); not part of equality.
+    fit: ChainFit | None = field(default=None, compare=False, repr=False)
+    obs_model: ObservationModel | None = field(default=None, compare=False, repr=False)
+    fit_note: str = ""  # why the fit must not drive a decision (sparse), or that it is a shadow
 
 
 EMPTY_VIEW = ProbView(-1, None, None, None, None)
 
 
+NO_FIT_LINE = "no fit for this model/strategy: run `mstui sweep`, then `mstui fit`"
+
+
 def fit_lines(fit: ChainFit | None) -> tuple[str, ...]:
-    """The fit a view came from: counts and 95% intervals, as short lines."""
+    """The fit a view came from: its size, counts, 95% intervals and flags, as short lines."""
     if fit is None:
-        return ("no fit for this model/strategy: run `mstui sweep`, then `mstui fit`",)
+        return (NO_FIT_LINE,)
+    flags = ", ".join(fit.flags) or "none"
     return (
+        f"{fit.n_questions} questions · {fit.n_transitions} transitions · flags: {flags}",
         f"a={fit.a:.3f} [{fit.a_lo:.3f}, {fit.a_hi:.3f}]  b={fit.b:.3f} [{fit.b_lo:.3f}, "
         f"{fit.b_hi:.3f}]",
         f"p̂0={fit.p0:.3f} [{fit.p0_lo:.3f}, {fit.p0_hi:.3f}]  "
@@ -54,10 +63,14 @@ def prob_view(
     decision: Decision | None,
     max_rounds: int,
     fit_label: str = "no fit",
+    fit_note: str = "",
 ) -> ProbView:
     """q_t, π, λ, regime and the predicted curve p_n = chain.accuracy(q_t, n - t).
 
-    A decision's stored numbers win over recomputation, so a replay shows what the run saw.
+    With no history (t = -1) it is the prediction before round 0: p̂₀ and the curve from it.
+    Whatever the policy, the belief is the fit's filter (a shadow belief for policies that do
+    not read it, such as fixed). A decision's stored belief wins over recomputation, so a replay
+    shows what the run saw.
     """
     from mstui.core.belief import belief_trajectory, filter_mode
 
@@ -74,6 +87,7 @@ def prob_view(
             marks=marks,
             fit_label=fit_label,
             fit_lines=fit_lines(None),
+            fit_note=fit_note,
         )
     chain = fit.chain
     beliefs = (
@@ -99,6 +113,9 @@ def prob_view(
         fit_label=fit_label,
         fit_lines=fit_lines(fit),
         mode=filter_mode(obs_model),
+        fit=fit,
+        obs_model=obs_model,
+        fit_note=fit_note,
     )
 
 

@@ -376,14 +376,24 @@ class RoundStrip(Static):
 class ProbPanel(Static):
     """q_t, π, λ, the regime and the predicted accuracy curve against the rounds seen."""
 
+    compact = False  # a small terminal: the numbers and the fit's caveat, no table
+
     def show(self, view: ProbView) -> None:
         """Render a ProbView (numbers come from the core; nothing is computed here)."""
         t = Text()
-        t.append(f"q_t {num(view.belief)}  π {num(view.pi)}  λ {num(view.lam)}\n", style="bold")
+        q = "p̂₀" if view.round < 0 and view.belief is not None else "q_t"
+        t.append(f"{q} {num(view.belief)}  π {num(view.pi)}  λ {num(view.lam)}\n", style="bold")
         t.append(f"regime: {view.regime or '—'}", style=_regime_style(view.regime))
         if view.mode:
-            t.append(f"  ({view.mode})", style="dim")
+            mode = view.mode.split(":")[0] if self.compact else view.mode
+            t.append(f"  ({mode})", style="dim")
         t.append("\n")
+        if self.compact:
+            t.append(view.fit_label, style="italic")
+            if view.fit_note:
+                t.append(f"\n⚠ {view.fit_note}", style="yellow")
+            self.update(t)
+            return
         seen = {i: q for i, q in enumerate(view.beliefs)}
         rows = sorted({*seen, *(n for n, _ in view.curve)})
         if rows:
@@ -401,6 +411,8 @@ class ProbPanel(Static):
             t.append(bar(value), style="cyan" if kind == "p̂" else "green")
             t.append(f" {ok:1} {kind if kind != 'q' else ''}\n")
         t.append(view.fit_label + "\n", style="italic")
+        if view.fit_note:
+            t.append(f"⚠ {view.fit_note}\n", style="yellow")
         for line in view.fit_lines:
             t.append(line + "\n", style="dim")
         self.update(t)
@@ -411,7 +423,18 @@ def _regime_style(regime: str | None) -> str:
 
 
 class DecisionPanel(Static):
-    """The decision: continue / stop, the rule that fired, its reason and numbers."""
+    """The decision: continue / stop, the rule that fired, its reason and numbers. A pause
+    is shown in its border, in colour, with the keys that answer it."""
+
+    def paused(self, why: str | None) -> None:
+        """Show (or clear) a pause: `why` is the step mode or the breakpoint that fired."""
+        self.set_class(why is not None, "-paused")
+        if why is None:
+            self.border_title, self.border_subtitle = "decision", ""
+            return
+        self.border_title = Text.assemble(("⏸ PAUSED", "bold reverse yellow"), " ",
+                                          (why, "bold yellow"))
+        self.border_subtitle = Text("space step · c cont · x stop · e to end", style="yellow")
 
     def show(self, decision: Decision | None, note: str = "", extra: str = "") -> None:
         """Render a decision (or a waiting line); `note` says why the run is paused, `extra`

@@ -24,6 +24,7 @@ from mstui.ui.view import prob_view
 # The loop, runner, session and store import numpy/scipy/sqlite-utils: they are imported on the
 # worker thread (in `_main`), so the first frame is drawn while they load.
 if TYPE_CHECKING:
+    from mstui.analysis.choose import FoundFit
     from mstui.core.belief import ObservationModel
     from mstui.core.fitting import ChainFit
     from mstui.core.loop import Event
@@ -48,6 +49,24 @@ def default_factory(config: RunConfig) -> Backend:
     return load(config)[0]
 
 
+def fit_note(found: FoundFit | None, config: RunConfig) -> str:
+    """The caveat shown beside a fit: sparse (the prior, not data; drives no decision unless
+    allowed), and a shadow when the policy does not read it. "" when there is none."""
+    from mstui.runner import needs_fit
+
+    if found is None:
+        return ""
+    notes = []
+    sparse = found.fit.sparse_reason()
+    if sparse:
+        notes.append(sparse + ("; allowed by --allow-sparse-fit" if config.allow_sparse_fit
+                               else "; shown only, it drives no decision"))
+    spec = config.policy_spec
+    if not needs_fit(spec) and spec != "auto":
+        notes.append(f"shadow belief: policy {spec} does not read it")
+    return "; ".join(notes)
+
+
 @dataclass(frozen=True)
 class RunRequest:
     """One question to run; `auto_policy` picks markov when a fit exists, else fixed."""
@@ -67,6 +86,7 @@ class _RunContext:
     obs: ObservationModel | None
     max_rounds: int
     label: str
+    note: str = ""  # the fit's caveat: sparse, or a shadow the policy does not read
     history: list[RoundRecord] = field(default_factory=list)
     prev_decision: Decision | None = None
     prev_belief: float | None = None
@@ -94,6 +114,8 @@ class ModelWorker:
         self.tokens = TokenBuffer()
         self.breakpoints = Breakpoints()
         self.step_mode = False
+        # `e`: run to the end past every breakpoint, until this run ends (reset per run).
+        self.to_end = False
         self.backend: Backend | None = None
         self.store: Store | None = None
         self.busy = False
@@ -201,12 +223,40 @@ class ModelWorker:
         self.post(
             m.ModelReady(info.model, info.backend, info.offload_text, time.perf_counter() - started)
         )
+        self.show_fit(self.config)
+
+    def show_fit(self, config: RunConfig, problem_set: str | None = None) -> None:
+        """Post the fit this model/strategy would use and its prediction before round 0
+        (p̂₀ and the curve from it), so the probability panel is never empty when a fit exists."""
+        found, label = self._fit_for(config, problem_set)
+        view = prob_view(found.fit if found else None, found.obs_model if found else None, [],
+                         None, config.max_rounds, label, fit_note(found, config))
+        self.post(m.FitShown(view))
+
+    def _fit_for(self, config: RunConfig, problem_set: str | None
+                 ) -> tuple[FoundFit | None, str]:
+        """(the stored fit for the loaded model and config's strategy, its label). Looked up
+        whatever the policy: policies that do not read it still show its belief."""
+        from mstui.session import find_fit
+        from mstui.store import StoreError
+
+        if self.store is None or self.backend is None:
+            return None, "no fit (no trace store)"
+        try:
+            found = find_fit(self.store, self.backend.info.model, config.strategy, problem_set,
+                             pin=config.fit_id)
+        except StoreError as exc:
+            self.post(m.Notice(one_line(exc), "warning"))
+            return None, "no fit (the store could not be read)"
+        if found is None:
+            return None, "no fit"
+        label = f"fit #{found.id} · {found.scope['problem_set']} · {config.strategy}" + (
+            "" if found.exact else " (other set)")
+        return found, label
 
     def _run(self, req: RunRequest) -> None:
         from mstui.core.loop import run_refinement
         from mstui.runner import build_run, needs_fit
-        from mstui.session import find_fit
-        from mstui.store import StoreError
 
         if self.backend is None:
             self.post(m.Notice("no model is loaded; see the status line", "error"))
@@ -217,15 +267,9 @@ class ModelWorker:
             from mstui.core.grading import default_grader
 
             default_grader().warm()  # the grading process starts while round 0 streams
-        found = None
-        if self.store is not None and (req.auto_policy or needs_fit(config.policy_spec)):
-            try:
-                found = find_fit(
-                    self.store, self.backend.info.model, config.strategy, req.problem_set,
-                    pin=config.fit_id,
-                )
-            except StoreError as exc:
-                self.post(m.Notice(one_line(exc), "warning"))
+        # The fit is looked up whatever the policy: fixed, none, repeat and oracle show its
+        # belief as a shadow (and the belief breakpoint works under them).
+        found, label = self._fit_for(config, req.problem_set)
         if req.auto_policy:
             # auto falls back to fixed where markov would refuse the fit (the one sparse rule).
             sparse = found.fit.sparse_reason() if found else None
@@ -253,19 +297,19 @@ class ModelWorker:
         from mstui.runner import check_first_prompt
 
         check_first_prompt(run, req.question)  # one line, and no run stored, when it cannot fit
-        recorder = self._recorder(config, req, found.id if found else None, run.policy.spec)
-        label = "no fit"
+        uses_fit = needs_fit(run.policy.spec)
+        recorder = self._recorder(config, req, found.id if found and uses_fit else None,
+                                  run.policy.spec)
         if found is not None:
-            label = f"fit #{found.id} · {found.scope['problem_set']} · {config.strategy}" + (
-                "" if found.exact else " (other set)"
-            )
             self.post(m.Notice(found.describe(), "information"))
         self._ctx = _RunContext(
             found.fit if found else None,
             found.obs_model if found else None,
             config.max_rounds,
             label,
+            fit_note(found, config),
         )
+        self.to_end = False
         self._cancel.clear()
         self._force = None
         while not self._commands.empty():
@@ -274,6 +318,9 @@ class ModelWorker:
         self.post(
             m.RunBegan(run_id, req.question, req.gold, run.policy.spec, config.max_rounds, label)
         )
+        ctx = self._ctx
+        self.post(m.FitShown(prob_view(ctx.fit, ctx.obs, [], None, ctx.max_rounds, ctx.label,
+                                       ctx.note)))
         for event in run_refinement(
             req.question,
             backend=run.backend,
@@ -362,7 +409,7 @@ class ModelWorker:
             self.post(m.RoundDone(event.record))
         elif isinstance(event, DecisionMade):
             view = prob_view(
-                ctx.fit, ctx.obs, ctx.history, event.decision, ctx.max_rounds, ctx.label
+                ctx.fit, ctx.obs, ctx.history, event.decision, ctx.max_rounds, ctx.label, ctx.note
             )
             self.post(m.DecisionReady(event.decision, view))
         elif isinstance(event, RunFinished):
@@ -381,12 +428,15 @@ class ModelWorker:
         """Called by the loop before a decision takes effect; blocks while the user decides."""
         ctx = self._ctx
         assert ctx is not None
-        view = prob_view(ctx.fit, ctx.obs, ctx.history, decision, ctx.max_rounds, ctx.label)
+        view = prob_view(ctx.fit, ctx.obs, ctx.history, decision, ctx.max_rounds, ctx.label,
+                         ctx.note)
         previous, prev_belief = ctx.prev_decision, ctx.prev_belief
         ctx.prev_decision, ctx.prev_belief = decision, view.belief
         if self._force is not None:
             forced, self._force = self._force, None
             return dataclasses.replace(decision, override=forced)
+        if self.to_end:  # `e`: past every breakpoint until the run ends
+            return decision
         why = (
             "step mode"
             if self.step_mode
@@ -403,5 +453,5 @@ class ModelWorker:
         if cmd in ("continue", "stop"):
             return dataclasses.replace(decision, override=cmd)  # type: ignore[arg-type]
         if cmd == "run":
-            self.step_mode = False
+            self.step_mode, self.to_end = False, True
         return decision

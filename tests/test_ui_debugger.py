@@ -1,0 +1,178 @@
+"""The stopping debugger (issue 13): the why-view, shadow beliefs, pauses and run-to-end."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from textual.widgets import Input
+
+from mstui.core.belief import belief_trajectory
+from mstui.core.explain import explain_round
+from mstui.store import Store
+from mstui.ui.demo import demo_store
+from mstui.ui.replay import ReplayScreen
+from mstui.ui.why import WhyScreen
+from mstui.ui.widgets import DecisionPanel, ProbPanel, RoundStrip, StreamView
+from tests.test_ui_live import SIZE, border_of, scripted_app, text_of, wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def why_text(app) -> str:  # type: ignore[no-untyped-def]
+    """The why-view on top, as plain text."""
+    screen = app.screen
+    assert isinstance(screen, WhyScreen)
+    console = Console(width=200, record=True)
+    console.print(screen.body)
+    return console.export_text()
+
+
+async def test_fit_is_shown_at_start_up_and_shadowed_under_fixed(tmp_path: Path) -> None:
+    db = tmp_path / "traces.db"
+    fit = demo_store(db, questions=8)["fit"]
+    app = scripted_app(db, rounds=3, policy="fixed")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.worker.backend is not None)
+        prob = app.live.query_one(ProbPanel)
+        # Before any run: the fit as loaded, its p̂₀, and that fixed does not read it.
+        await wait_for(pilot, lambda: "fit #1" in text_of(prob))
+        assert f"p̂₀ {fit.p0:.3f}" in text_of(prob)
+        assert "shadow belief: policy fixed:2 does not read it" in text_of(prob)
+        assert "no fit" not in text_of(prob)
+        await pilot.press("n", "r")
+        await wait_for(pilot, lambda: not app.worker.busy and len(app.live.decisions) == 3)
+        d = app.live.decisions[-1]
+        assert d.policy == "fixed:2" and d.belief is None  # fixed decides without a belief
+        q = belief_trajectory(fit.chain, fit.p0, [r.observation for r in app.live.records], None)
+        assert f"q_t {q[-1]:.3f}" in text_of(prob) and "shadow" in text_of(prob)
+
+
+async def test_belief_threshold_breakpoint_fires_under_fixed(tmp_path: Path) -> None:
+    db = tmp_path / "traces.db"
+    fit = demo_store(db, questions=8)["fit"]
+    q0, q1 = fit.p0, fit.chain.accuracy(fit.p0, 1)  # predict-only beliefs of rounds 0 and 1
+    theta = round((q0 + q1) / 2, 4)
+    app = scripted_app(db, rounds=3, policy="fixed")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.worker.backend is not None)
+        await pilot.press("3")
+        await pilot.press(*str(theta), "enter")
+        assert app.worker.breakpoints.threshold == pytest.approx(theta)
+        assert f"q↔{theta:.2f}" in text_of(app.live.query_one("#status"))
+        await pilot.press("n", "r")
+        await wait_for(pilot, lambda: app.worker.paused)
+        assert len(app.live.records) == 2
+        assert f"belief crossed {theta:.2f}" in border_of(app.live.query_one(DecisionPanel))
+        await pilot.press("space")
+        await wait_for(pilot, lambda: not app.worker.busy)
+        # A bad θ keeps the dialog open with a one-line reason; empty turns it off.
+        await pilot.press("3")
+        box = app.screen.query_one("#number-input", Input)
+        assert box.value == f"{theta:g}"  # the dialog starts from the armed θ
+        box.value = ""
+        await pilot.press(*"1.5", "enter")
+        assert "between 0 and 1" in str(app.screen.query_one("#price-error").render())
+        box.value = ""
+        await pilot.press("enter")
+        assert app.worker.breakpoints.threshold is None
+
+
+async def test_e_runs_to_the_end_past_armed_breakpoints(tmp_path: Path) -> None:
+    db = tmp_path / "traces.db"
+    app = scripted_app(db, rounds=4, policy="fixed")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.worker.backend is not None)
+        # Step mode and the answer breakpoint: every decision would pause.
+        await pilot.press("s", "2", "n", "r")
+        await wait_for(pilot, lambda: app.worker.paused)
+        assert len(app.live.records) == 1
+        await pilot.press("e")
+        # A pause after `e` would block the run forever; it must finish on its own.
+        await wait_for(pilot, lambda: not app.worker.busy)
+        assert len(app.live.records) == 4 and not app.worker.paused
+        panel = app.live.query_one(DecisionPanel)
+        assert not panel.has_class("-paused") and "PAUSED" not in border_of(panel)
+        # `e` left step mode; the armed breakpoint stays armed, and `e` lasts one run only.
+        assert not app.worker.step_mode and app.worker.breakpoints.answer_change
+        await pilot.press("s", "r")
+        await wait_for(pilot, lambda: app.worker.paused)
+        assert app.worker.to_end is False
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not app.worker.busy)
+
+
+async def test_live_browse_and_why_under_fixed(tmp_path: Path) -> None:
+    db = tmp_path / "traces.db"
+    fit = demo_store(db, questions=8)["fit"]
+    app = scripted_app(db, rounds=3, policy="fixed")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.worker.backend is not None)
+        await pilot.press("n", "r")
+        await wait_for(pilot, lambda: not app.worker.busy and len(app.live.decisions) == 3)
+        records = list(app.live.records)
+        await pilot.press("left")
+        assert app.live.cursor == 1
+        assert app.live.query_one(StreamView).text.strip() == records[1].response.strip()
+        assert "round 1 of 2" in str(app.live.query_one(StreamView).border_title)
+        assert "after round 1" in text_of(app.live.query_one(DecisionPanel))
+        assert "reverse" in str(app.live.query_one(RoundStrip).render().spans)  # the cursor
+        await pilot.press("y")
+        assert isinstance(app.screen, WhyScreen)
+        text = why_text(app)
+        e = explain_round(fit, None, records, 1)
+        assert f"q_1 = {e.posterior:.3f}" in text and "predict-only" in text
+        assert f"{e.prior:.3f}" in text and "chain prediction" in text
+        assert "fixed:2: CONTINUE" in text  # the policy's own decision beside markov's rule
+        await pilot.press("escape", "right")
+        assert app.live.cursor is None  # back on the latest round
+        assert app.live.query_one(StreamView).text.strip() == records[2].response.strip()
+
+
+async def test_why_view_of_a_stored_run_shows_features_ratios_and_the_cores_posterior(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "traces.db"
+    shutil.copy(ROOT / "traces.db", db)  # the shipped pool: fixed runs and a fit with features
+    with Store(db) as store:
+        run = store.get_run(int(store.list_runs(limit=1)[0]["id"]))
+    app = scripted_app(db, rounds=3, policy="fixed")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.worker.backend is not None)
+        screen = ReplayScreen(run["id"])
+        await app.push_screen(screen)
+        await wait_for(pilot, lambda: screen.run is not None)
+        fits = app.traces.fits_for(run)
+        assert fits and fits[0].obs_model is not None
+        fit, om = fits[0].fit, fits[0].obs_model
+        rounds = [r for r in run["rounds"] if r.finish_reason not in ("cancelled", "error")]
+        t = min(2, len(rounds) - 1)
+        await pilot.press(*["right"] * t)
+        assert "shadow belief" in text_of(screen.query_one(ProbPanel))
+        await pilot.press("y")
+        text = why_text(app)
+        assert fit is not None
+        e = explain_round(fit, om, rounds, t)
+        q = belief_trajectory(fit.chain, fit.p0, [r.observation for r in rounds[: t + 1]], om)
+        assert e.posterior == pytest.approx(q[-1], abs=1e-15)
+        assert f"q_{t} = {e.posterior:.3f}" in text
+        for ev in e.evidence:
+            assert ev.name in text and f"×{ev.ratio:.3g}" in text
+        assert "κ*" in text or "stops at every κ" in text
+        assert f"{e.prior:.3f}" in text
+
+
+async def test_why_without_a_fit_says_what_to_do(tmp_path: Path) -> None:
+    app = scripted_app(tmp_path / "traces.db", rounds=2, policy="fixed")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.worker.backend is not None)
+        await pilot.press("y")  # nothing run yet
+        await pilot.press("n", "r")
+        await wait_for(pilot, lambda: not app.worker.busy and len(app.live.decisions) == 2)
+        await pilot.press("y")
+        assert not isinstance(app.screen, WhyScreen)
+        texts = [str(n.message) for n in app._notifications]
+        assert any("no finished round yet" in t for t in texts)
+        assert any("run `mstui sweep`, then `mstui fit`" in t for t in texts)

@@ -11,7 +11,7 @@ import pytest
 
 from mstui.core.belief import ObservationModel, belief_trajectory
 from mstui.core.evaluation import simulate_pool
-from mstui.core.explain import explain_round, odds_check
+from mstui.core.explain import explain_round, markov_beliefs, odds_check
 from mstui.core.fitting import fit_pool
 from mstui.core.policies import MarkovPolicy
 from mstui.core.types import Observation, RoundRecord
@@ -121,3 +121,28 @@ def test_odds_identity_survives_extreme_evidence() -> None:
         assert 0.0 < e.posterior < 1.0 and math.isfinite(e.gain)
         assert odds_check(e) < 1e-7
     assert np.isfinite([ev.log_ratio for ev in e.evidence]).all()
+
+
+def test_mixture_explanation_is_exact_and_matches_the_mixture_policy() -> None:
+    from mstui.core.mixture import MixtureFit
+    from mstui.core.policies import MixturePolicy, parse_policy
+
+    _, fit, om = _pool_fit(seed=7)
+    mix = MixtureFit((0.3, 0.7), (0.05, 0.3), (0.6, 0.1), (0.85, 0.2))
+    mfit = dataclasses.replace(fit, mixture=mix.to_dict())
+    policy = parse_policy("markov:0.0002", mfit, om)
+    assert isinstance(policy, MixturePolicy)  # markov decides from the mixture
+    for hist in simulate_pool(30, 5, 0.12, 0.3, 0.4, seed=13).records():
+        for t in range(5):
+            e = explain_round(mfit, om, hist, t, price=0.0002)
+            d = policy.decide(hist[: t + 1], 10)
+            assert odds_check(e) < 1e-9
+            assert e.posterior == pytest.approx(d.belief, abs=1e-12)
+            assert e.gain == pytest.approx(d.expected_gain, abs=1e-12)
+            assert (d.action == "continue") == e.continues
+            assert sum(after for _, after in e.classes) == pytest.approx(1.0)
+            assert [after for _, after in e.classes] == pytest.approx(
+                [d.extra["class0"], d.extra["class1"]], abs=1e-12)
+            qs, pi, lam = markov_beliefs(mfit, om, [r.observation for r in hist[: t + 1]])
+            assert qs[-1] == pytest.approx(d.belief, abs=1e-12)
+            assert (pi, lam) == pytest.approx((d.pi, d.lam), abs=1e-12)

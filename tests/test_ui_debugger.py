@@ -11,6 +11,7 @@ from textual.widgets import Input
 
 from mstui.core.belief import belief_trajectory
 from mstui.core.explain import explain_round
+from mstui.core.policies import MarkovPolicy, parse_policy
 from mstui.store import Store
 from mstui.ui.demo import demo_store
 from mstui.ui.replay import ReplayScreen
@@ -48,6 +49,10 @@ async def test_fit_is_shown_at_start_up_and_shadowed_under_fixed(tmp_path: Path)
         assert d.policy == "fixed:2" and d.belief is None  # fixed decides without a belief
         q = belief_trajectory(fit.chain, fit.p0, [r.observation for r in app.live.records], None)
         assert f"q_t {q[-1]:.3f}" in text_of(prob) and "shadow" in text_of(prob)
+        # What markov would have done, beside the policy's own decision.
+        shadow = MarkovPolicy(fit, None, price=0.0).decide(app.live.records, 3)
+        panel = text_of(app.live.query_one(DecisionPanel))
+        assert f"markov would {shadow.action.upper()}: {shadow.reason}" in " ".join(panel.split())
 
 
 async def test_belief_threshold_breakpoint_fires_under_fixed(tmp_path: Path) -> None:
@@ -155,8 +160,12 @@ async def test_why_view_of_a_stored_run_shows_features_ratios_and_the_cores_post
         text = why_text(app)
         assert fit is not None
         e = explain_round(fit, om, rounds, t)
-        q = belief_trajectory(fit.chain, fit.p0, [r.observation for r in rounds[: t + 1]], om)
-        assert e.posterior == pytest.approx(q[-1], abs=1e-15)
+        # The core's belief is the one markov decides from (here a mixture of chains).
+        d = parse_policy("markov", fit, om).decide(rounds[: t + 1], 10)
+        assert e.posterior == pytest.approx(d.belief, abs=1e-12)
+        assert f"q_t {d.belief:.3f}" in text_of(screen.query_one(ProbPanel))
+        if fit.mixture:
+            assert "mixture of 2 chains" in text
         assert f"q_{t} = {e.posterior:.3f}" in text
         for ev in e.evidence:
             assert ev.name in text and f"×{ev.ratio:.3g}" in text

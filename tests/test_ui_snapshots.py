@@ -97,3 +97,26 @@ def test_compare_screen(snap_compare, tmp_path: Path) -> None:  # type: ignore[n
         await settle(pilot, app)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def paused_app(tmp_path: Path, size: tuple[int, int]):  # type: ignore[no-untyped-def]
+    """The live screen paused by a breakpoint after round 1, in step mode, at `size`."""
+    app = demo_app(tmp_path)
+
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        await wait_for(pilot, lambda: app.worker.backend is not None)
+        await pilot.press("2", "n", "r")  # breakpoint: the answer changes (at round 1)
+        await wait_for(pilot, lambda: app.worker.paused)
+        await settle(pilot, app)
+
+    return app, run_before
+
+
+def test_breakpoint_pause_at_80x24(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    app, run_before = paused_app(tmp_path, (80, 24))
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+def test_breakpoint_pause_at_160x48(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    app, run_before = paused_app(tmp_path, (160, 48))
+    assert snap_compare(app, terminal_size=(160, 48), run_before=run_before)

@@ -1,4 +1,5 @@
-"""`mstui` in a real terminal (tmux) on the default model: one round, then a clean quit."""
+"""`mstui` in a real 80×24 terminal (tmux) on the default model: one round, its decision on
+screen, then a clean quit."""
 
 from __future__ import annotations
 
@@ -51,15 +52,17 @@ def test_mstui_runs_one_round_in_a_real_terminal(tmp_path: Path, default_model: 
         f"{shlex.quote(sys.executable)} -m mstui --max-rounds 1 --max-tokens 64 "
         f"--temperature 0; echo $? > {shlex.quote(str(rc_file))}; sleep 5"
     )
-    started = tmux("new-session", "-d", "-s", "mstui", "-x", "130", "-y", "42", cmd)
+    # 80×24, the smallest common terminal: the decision must still be on screen.
+    started = tmux("new-session", "-d", "-s", "mstui", "-x", "80", "-y", "24", cmd)
     assert started.returncode == 0, started.stderr
     try:
         wait_screen(lambda s: "llama.cpp" in s, timeout=60)  # model loaded in the background
         tmux("send-keys", "-t", "mstui", "n")
         wait_screen(lambda s: "gold" in s, timeout=10)
         tmux("send-keys", "-t", "mstui", "r")
-        text = wait_screen(lambda s: "round 0: answer" in s, timeout=120)
+        text = wait_screen(lambda s: "after round 0:" in s, timeout=120)
         assert "#0 " in text  # the rounds strip has the round
+        assert "STOP" in text and "cap" in text  # --max-rounds 1: the cap stops it
         tmux("send-keys", "-t", "mstui", "q")
         end = time.monotonic() + 20
         while not rc_file.exists() and time.monotonic() < end:

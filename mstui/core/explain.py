@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 from mstui.core.belief import ObservationModel, belief_trajectory, change_category
 from mstui.core.fitting import ChainFit
-from mstui.core.types import RoundRecord
+from mstui.core.mixture import MixtureFit, mixture_filter, mixture_summary
+from mstui.core.types import Observation, RoundRecord
 
 NO_EVIDENCE = "not recorded: no evidence (ratio 1)"
 CHANGE_TEXT = (
@@ -64,6 +65,9 @@ class Explanation:
     price: float  # κ
     capped: bool  # the cap forbids another round whatever the rule says
     fit_note: str = ""  # why the fit must not drive a decision (sparse), "" when it may
+    # A mixture of chains (DESIGN §1.7): P(class) before and after the round, per class;
+    # empty for a single chain.
+    classes: tuple[tuple[float, float], ...] = ()
 
     @property
     def bar(self) -> float:
@@ -112,6 +116,31 @@ def _odds(p: float) -> float:
     return math.inf if p >= 1.0 else p / (1.0 - p)
 
 
+def mixture_of(fit: ChainFit) -> MixtureFit | None:
+    """The mixture markov decides from (parse_policy's rule: a stored mixture of more than one
+    class), or None when markov uses the single chain."""
+    if not fit.mixture:
+        return None
+    mix = MixtureFit.from_dict(fit.mixture)
+    return mix if mix.k > 1 else None
+
+
+def markov_beliefs(fit: ChainFit, obs_model: ObservationModel | None,
+                   observations: Sequence[Observation]) -> tuple[list[float], float, float]:
+    """(q_0..q_t, π, λ) as the markov policy would see them: the mixture's filter when markov
+    uses a mixture (π and λ weighted by the class posterior), else the single chain's. The
+    shadow belief of policies that read no fit."""
+    mix = mixture_of(fit)
+    if mix is None:
+        return belief_trajectory(fit.chain, fit.p0, observations, obs_model), fit.pi, fit.lam
+    qs = []
+    s = mixture_summary(mix, mixture_filter(mix, [], obs_model))
+    for t in range(1, len(observations) + 1):
+        s = mixture_summary(mix, mixture_filter(mix, observations[:t], obs_model))
+        qs.append(float(s["belief"]))
+    return qs, float(s["pi"]), float(s["lam"])
+
+
 def explain_round(
     fit: ChainFit,
     obs_model: ObservationModel | None,
@@ -132,6 +161,9 @@ def explain_round(
     t = len(history) - 1 if t is None else t
     if not 0 <= t < len(history):
         raise ValueError(f"round {t} is not among the {len(history)} finished round(s)")
+    mix = mixture_of(fit)
+    if mix is not None:
+        return _explain_mixture(fit, mix, obs_model, history, t, price, max_rounds, fit_label)
     chain = fit.chain
     rounds = list(history[: t + 1])
     qs = belief_trajectory(chain, fit.p0, [r.observation for r in rounds], obs_model)
@@ -162,11 +194,55 @@ def explain_round(
     )
 
 
-def _evidence(obs_model: ObservationModel, r: RoundRecord, qs: Sequence[float],
-              chain: object, t: int) -> tuple[Evidence, ...]:
+def _explain_mixture(fit: ChainFit, mix: MixtureFit, obs_model: ObservationModel | None,
+                     history: Sequence[RoundRecord], t: int, price: float,
+                     max_rounds: int | None, fit_label: str) -> Explanation:
+    """explain_round for a mixture: the prior is the joint (class, state) prediction, and the
+    change ratio is averaged over class and previous state; the rest is shared by the classes."""
+    obs = [r.observation for r in history[: t + 1]]
+    if t == 0:
+        pred = [(w * (1 - p0), w * p0) for w, p0 in zip(mix.w, mix.p0, strict=True)]
+        prev = None
+    else:
+        prev = mixture_filter(mix, obs[:-1], obs_model)
+        pred = [(mw * (1 - b) + mc * a, mw * b + mc * (1 - a))
+                for (mw, mc), a, b in zip(prev, mix.a, mix.b, strict=True)]
+    prior = sum(c for _, c in pred)
+    s = mixture_summary(mix, mixture_filter(mix, obs, obs_model))
+    source = (f"p̂₀ of the {mix.k} classes, weighted" if t == 0 else
+              f"each class's chain prediction from round {t - 1}, weighted by P(class)")
+    evidence: tuple[Evidence, ...] = ()
+    if obs_model is not None:
+        change = 1.0
+        if prev is not None:
+            pair = obs_model.factors(obs[-1])[2]  # [x_{t−1}][x_t], tempered
+            to_c = sum(mw * b * pair[0][1] + mc * (1 - a) * pair[1][1]
+                       for (mw, mc), a, b in zip(prev, mix.a, mix.b, strict=True)) / prior
+            to_w = sum(mw * (1 - b) * pair[0][0] + mc * a * pair[1][0]
+                       for (mw, mc), a, b in zip(prev, mix.a, mix.b, strict=True)) / (1 - prior)
+            change = to_c / to_w
+        evidence = _evidence(obs_model, history[t], None, None, t, change=change)
+    cost = sum(r.tokens for r in history[: t + 1]) / (t + 1)
+    return Explanation(
+        round=t, prior=prior, prior_source=source, evidence=evidence,
+        posterior=float(s["belief"]), mode="predict-only" if obs_model is None else "filtered",
+        temper=None if obs_model is None else obs_model.temper, pi=float(s["pi"]),
+        lam=float(s["lam"]), gain=float(s["gain"]), round_cost=cost, price=price,
+        capped=max_rounds is not None and t + 1 >= max_rounds,
+        fit_note=fit.sparse_reason() or "",
+        classes=tuple((pw + pc, float(post)) for (pw, pc), post
+                      in zip(pred, s["classes"], strict=True)),
+    )
+
+
+def _evidence(obs_model: ObservationModel, r: RoundRecord, qs: Sequence[float] | None,
+              chain: object, t: int, change: float | None = None) -> tuple[Evidence, ...]:
     o = r.observation
-    lr = obs_model.likelihood_ratios(o, qs[-2] if t > 0 else None,
-                                     chain if t > 0 else None)  # type: ignore[arg-type]
+    if qs is None:  # a mixture: the change ratio comes averaged over the classes
+        lr = obs_model.likelihood_ratios(o) | {"change": change if change is not None else 1.0}
+    else:
+        lr = obs_model.likelihood_ratios(o, qs[-2] if t > 0 else None,
+                                         chain if t > 0 else None)  # type: ignore[arg-type]
     out = [Evidence("answer found", "yes" if o.found else "no", lr["found"])]
     if o.logprob is None or not math.isfinite(o.logprob):
         out.append(Evidence("log-probability", "—", 1.0, NO_EVIDENCE))

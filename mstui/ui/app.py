@@ -63,6 +63,8 @@ class MstuiApp(App[None]):
         )
         self.traces = TraceService(db_path)
         self.live = LiveScreen(ProblemPicker(problem_set, level=level, seed=seed), question)
+        self.worker.auto_policy = auto_policy
+        self.worker.problem_set = self.live.picker.set_name
 
     def on_mount(self) -> None:
         """Show the live screen first, then start loading the model in the background."""
@@ -88,6 +90,9 @@ class MstuiApp(App[None]):
     def _changed(self, what: str) -> None:
         self.live.refresh_status()
         self.notify(what, timeout=3)
+        if not self.worker.busy:  # the probability panel shows the fit the next run uses
+            self.worker.auto_policy = self.policy == "auto"
+            self.worker.refresh_fit(self.run_config())
 
     def choose_model(self, path: str) -> None:
         """Load another model in the worker thread (after a run in progress ends)."""

@@ -213,7 +213,8 @@ class LiveScreen(Screen[None]):
         self._shown = (decision, note)
         cfg = self.mstui.config
         self.query_one(DecisionPanel).show(
-            decision, note=note, extra=f"next run: κ {cfg.price:g} (markov's price per token)"
+            decision, note=note, extra=f"next run: κ {cfg.price:g} (markov's price per token)",
+            shadow=self.view.shadow,
         )
 
     def _probabilities(self, view: ProbView) -> None:

@@ -134,8 +134,9 @@ class ReplayScreen(Screen[None]):
         run = self.run
         history = [x for x in self.rounds[: t + 1] if x.finish_reason not in ("cancelled", "error")]
         fit, obs, label, note = self.belief_fit()
+        price = float((run.get("settings") or {}).get("price") or 0.0)
         view = prob_view(fit, obs, history, d, int(run.get("max_rounds") or len(self.rounds)),
-                         label, note)
+                         label, note, price)
         self.query_one(StreamView).show_record(
             r, f"round {t} of {len(self.rounds)}", thinking_numbers(r, self.mstui.show_timings)
         )
@@ -149,7 +150,7 @@ class ReplayScreen(Screen[None]):
             )
         )
         self.query_one(ProbPanel).show(view)
-        self.query_one(DecisionPanel).show(d)
+        self.query_one(DecisionPanel).show(d, shadow=view.shadow)
         self.query_one(RoundStrip).show(self.rounds, list(self.decisions.values()), cursor=t)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

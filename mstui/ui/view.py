@@ -34,6 +34,8 @@ class ProbView:
     fit: ChainFit | None = field(default=None, compare=False, repr=False)
     obs_model: ObservationModel | None = field(default=None, compare=False, repr=False)
     fit_note: str = ""  # why the fit must not drive a decision (sparse), or that it is a shadow
+    # What markov would decide here, for a policy that reads no belief (fixed, none, …).
+    shadow: Decision | None = field(default=None, compare=False)
 
 
 EMPTY_VIEW = ProbView(-1, None, None, None, None)
@@ -64,15 +66,18 @@ def prob_view(
     max_rounds: int,
     fit_label: str = "no fit",
     fit_note: str = "",
+    price: float | None = None,
 ) -> ProbView:
     """q_t, π, λ, regime and the predicted curve p_n = chain.accuracy(q_t, n - t).
 
     With no history (t = -1) it is the prediction before round 0: p̂₀ and the curve from it.
     Whatever the policy, the belief is the fit's filter (a shadow belief for policies that do
     not read it, such as fixed). A decision's stored belief wins over recomputation, so a replay
-    shows what the run saw.
+    shows what the run saw. With `price` (κ), a decision without a belief gets `shadow`,
+    what markov would have decided from this fit (a sparse fit included: it is only shown).
     """
-    from mstui.core.belief import belief_trajectory, filter_mode
+    from mstui.core.belief import filter_mode
+    from mstui.core.explain import markov_beliefs
 
     t = len(history) - 1
     marks = tuple(r.correct for r in history)
@@ -90,13 +95,17 @@ def prob_view(
             fit_note=fit_note,
         )
     chain = fit.chain
-    beliefs = (
-        tuple(belief_trajectory(chain, fit.p0, [r.observation for r in history], obs_model))
-        if history
-        else ()
-    )
+    # What markov sees (the mixture's filter when markov uses one), whatever the policy.
+    qs, pi, lam = markov_beliefs(fit, obs_model, [r.observation for r in history])
+    beliefs = tuple(qs)
     q = d_belief if d_belief is not None else (beliefs[-1] if beliefs else fit.p0)
     q = min(max(q, 0.0), 1.0)
+    shadow = None
+    if price is not None and decision is not None and decision.belief is None and history:
+        from mstui.core.policies import parse_policy
+
+        markov = parse_policy("markov", fit, obs_model, price=price, allow_sparse=True)
+        shadow = markov.decide(history, max(max_rounds, len(history)))
     start = max(t, 0)
     curve = tuple(
         (start + k, float(chain.accuracy(q, k))) for k in range(max(max_rounds - start, 1))
@@ -104,8 +113,8 @@ def prob_view(
     return ProbView(
         round=t,
         belief=q,
-        pi=decision.pi if decision is not None and decision.pi is not None else fit.pi,
-        lam=decision.lam if decision is not None and decision.lam is not None else fit.lam,
+        pi=decision.pi if decision is not None and decision.pi is not None else pi,
+        lam=decision.lam if decision is not None and decision.lam is not None else lam,
         regime=chain.regime(q),
         curve=curve,
         beliefs=beliefs,
@@ -116,6 +125,7 @@ def prob_view(
         fit=fit,
         obs_model=obs_model,
         fit_note=fit_note,
+        shadow=shadow,
     )
 
 

@@ -45,6 +45,11 @@ def why_renderable(e: Explanation, decision: Decision | None = None,
         grid.add_row("evidence", Text("none: no observation model in this fit, so the belief "
                                       "is the chain's prediction (predict-only)", style="dim"))
     grid.add_row("posterior", Text(f"q_{e.round} = {e.posterior:.3f}", style="bold"))
+    if e.classes:
+        moves = " · ".join(f"class {k}: {before:.2f} → {after:.2f}"
+                           for k, (before, after) in enumerate(e.classes))
+        grid.add_row("classes", Text(f"mixture of {len(e.classes)} chains, P(class) {moves}",
+                                     style="dim"))
     pi = "—" if e.pi is None else f"{e.pi:.3f}"
     grid.add_row("chain", f"π {pi} · λ {e.lam:.3f}")
     verdict = "CONTINUE" if e.continues else "STOP"

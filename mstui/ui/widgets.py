@@ -433,12 +433,14 @@ class DecisionPanel(Static):
             self.border_title, self.border_subtitle = "decision", ""
             return
         self.border_title = Text.assemble(("⏸ PAUSED", "bold reverse yellow"), " ",
-                                          (why, "bold yellow"))
-        self.border_subtitle = Text("space step · c cont · x stop · e to end", style="yellow")
+                                          (why.removeprefix("breakpoint: "), "bold yellow"))
+        # Short enough for the compact panel (42 columns inside the border at 80×24).
+        self.border_subtitle = Text("space step·c cont·x stop·e end", style="yellow")
 
-    def show(self, decision: Decision | None, note: str = "", extra: str = "") -> None:
-        """Render a decision (or a waiting line); `note` says why the run is paused, `extra`
-        is a last line (the live screen's κ for the next run)."""
+    def show(self, decision: Decision | None, note: str = "", extra: str = "",
+             shadow: Decision | None = None) -> None:
+        """Render a decision (or a waiting line); `note` is a line above it, `extra` a last
+        line (the live screen's κ for the next run), `shadow` what markov would decide."""
         t = Text()
         if note:
             t.append(f"⏸ {note}\n", style="bold yellow")
@@ -446,6 +448,9 @@ class DecisionPanel(Static):
             t.append("no decision yet", style="dim")
         else:
             self._decision(t, decision)
+            if shadow is not None and shadow.round == decision.round:
+                t.append(f"\nmarkov would {shadow.action.upper()}: {shadow.reason}",
+                         style="cyan")
         if extra:
             t.append(f"\n{extra}", style="italic")
         self.update(t)

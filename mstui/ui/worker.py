@@ -49,7 +49,15 @@ def default_factory(config: RunConfig) -> Backend:
     return load(config)[0]
 
 
-def fit_note(found: FoundFit | None, config: RunConfig) -> str:
+@dataclass(frozen=True)
+class ShowFit:
+    """A job: post the fit the next run would use (after the policy or strategy changed)."""
+
+    config: RunConfig
+    problem_set: str | None = None
+
+
+def fit_note(found: FoundFit | None, config: RunConfig, auto: bool = False) -> str:
     """The caveat shown beside a fit: sparse (the prior, not data; drives no decision unless
     allowed), and a shadow when the policy does not read it. "" when there is none."""
     from mstui.runner import needs_fit
@@ -62,7 +70,7 @@ def fit_note(found: FoundFit | None, config: RunConfig) -> str:
         notes.append(sparse + ("; allowed by --allow-sparse-fit" if config.allow_sparse_fit
                                else "; shown only, it drives no decision"))
     spec = config.policy_spec
-    if not needs_fit(spec) and spec != "auto":
+    if not needs_fit(spec) and not auto:
         notes.append(f"shadow belief: policy {spec} does not read it")
     return "; ".join(notes)
 
@@ -87,6 +95,7 @@ class _RunContext:
     max_rounds: int
     label: str
     note: str = ""  # the fit's caveat: sparse, or a shadow the policy does not read
+    price: float = 0.0  # κ of this run: the shadow markov decision uses it
     history: list[RoundRecord] = field(default_factory=list)
     prev_decision: Decision | None = None
     prev_belief: float | None = None
@@ -121,7 +130,9 @@ class ModelWorker:
         self.busy = False
         self.paused = False
         self._force: Action | None = None
-        self._jobs: queue.Queue[RunRequest | RunConfig | None] = queue.Queue()
+        self._jobs: queue.Queue[RunRequest | RunConfig | ShowFit | None] = queue.Queue()
+        self.auto_policy = False  # the TUI's "auto" (markov when a fit exists, else fixed)
+        self.problem_set: str | None = None  # the problem set the next run likely comes from
         self._commands: queue.Queue[str] = queue.Queue()
         self._cancel = threading.Event()
         self._ctx: _RunContext | None = None
@@ -140,6 +151,10 @@ class ModelWorker:
         self.busy = True
         self._jobs.put(request)
         return True
+
+    def refresh_fit(self, config: RunConfig) -> None:
+        """Show the fit the next run would use (on the worker thread, which owns the store)."""
+        self._jobs.put(ShowFit(config, self.problem_set))
 
     def reload(self, config: RunConfig) -> None:
         """Load another model (after the current run)."""
@@ -178,6 +193,10 @@ class ModelWorker:
         while (job := self._jobs.get()) is not None:
             if isinstance(job, RunConfig):
                 self._load(job)
+                continue
+            if isinstance(job, ShowFit):
+                if self.backend is not None:
+                    self.show_fit(job.config, job.problem_set)
                 continue
             try:
                 self._run(job)
@@ -223,14 +242,15 @@ class ModelWorker:
         self.post(
             m.ModelReady(info.model, info.backend, info.offload_text, time.perf_counter() - started)
         )
-        self.show_fit(self.config)
+        self.show_fit(self.config, self.problem_set)
 
     def show_fit(self, config: RunConfig, problem_set: str | None = None) -> None:
         """Post the fit this model/strategy would use and its prediction before round 0
         (p̂₀ and the curve from it), so the probability panel is never empty when a fit exists."""
         found, label = self._fit_for(config, problem_set)
         view = prob_view(found.fit if found else None, found.obs_model if found else None, [],
-                         None, config.max_rounds, label, fit_note(found, config))
+                         None, config.max_rounds, label,
+                         fit_note(found, config, self.auto_policy))
         self.post(m.FitShown(view))
 
     def _fit_for(self, config: RunConfig, problem_set: str | None
@@ -308,6 +328,7 @@ class ModelWorker:
             config.max_rounds,
             label,
             fit_note(found, config),
+            price=config.price,
         )
         self.to_end = False
         self._cancel.clear()
@@ -409,7 +430,8 @@ class ModelWorker:
             self.post(m.RoundDone(event.record))
         elif isinstance(event, DecisionMade):
             view = prob_view(
-                ctx.fit, ctx.obs, ctx.history, event.decision, ctx.max_rounds, ctx.label, ctx.note
+                ctx.fit, ctx.obs, ctx.history, event.decision, ctx.max_rounds, ctx.label, ctx.note,
+                ctx.price,
             )
             self.post(m.DecisionReady(event.decision, view))
         elif isinstance(event, RunFinished):
@@ -429,7 +451,7 @@ class ModelWorker:
         ctx = self._ctx
         assert ctx is not None
         view = prob_view(ctx.fit, ctx.obs, ctx.history, decision, ctx.max_rounds, ctx.label,
-                         ctx.note)
+                         ctx.note, ctx.price)
         previous, prev_belief = ctx.prev_decision, ctx.prev_belief
         ctx.prev_decision, ctx.prev_belief = decision, view.belief
         if self._force is not None:

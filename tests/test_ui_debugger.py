@@ -22,6 +22,13 @@ from tests.test_ui_live import SIZE, border_of, scripted_app, text_of, wait_for
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def console_text(renderable) -> str:  # type: ignore[no-untyped-def]
+    """A Rich renderable (a table, …) as plain text."""
+    console = Console(width=200, record=True)
+    console.print(renderable)
+    return console.export_text()
+
+
 def why_text(app) -> str:  # type: ignore[no-untyped-def]
     """The why-view on top, as plain text."""
     screen = app.screen
@@ -185,3 +192,25 @@ async def test_why_without_a_fit_says_what_to_do(tmp_path: Path) -> None:
         texts = [str(n.message) for n in app._notifications]
         assert any("no finished round yet" in t for t in texts)
         assert any("run `mstui sweep`, then `mstui fit`" in t for t in texts)
+
+
+async def test_fit_screen_shows_pi_and_lambda_with_the_clis_intervals(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    db = tmp_path / "traces.db"
+    shutil.copy(ROOT / "traces.db", db)
+    out = subprocess.run([sys.executable, "-m", "mstui", "fit", "--db", str(db), "--json"],
+                         capture_output=True, text=True, check=True).stdout
+    fit = json.loads(out)["fits"][0]  # `mstui fit` stores the refit: the screen shows it
+    pi, lam = fit["pi"], fit["lam"]
+    app = scripted_app(db, rounds=2, policy="fixed")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.worker.backend is not None)
+        await pilot.press("f")
+        detail = app.screen.query_one("#fit-body")
+        await wait_for(pilot, lambda: "π = " in console_text(detail.content), timeout=20)
+        text = console_text(detail.content)
+        assert f"π = {pi['mean']:.4f} [{pi['lo']:.4f}, {pi['hi']:.4f}]" in text
+        assert f"λ = {lam['mean']:.4f} [{lam['lo']:.4f}, {lam['hi']:.4f}]" in text

@@ -39,10 +39,16 @@ def detail(sf: ScopeFit) -> Table | Text:
     grid = Table.grid(padding=(0, 2))
     grid.add_column()
     grid.add_row(Text(f"fit #{sf.fit_id} · {fit.scope} · {fit.created}", style="bold"))
+    from mstui.analysis.pools import derived_intervals
+
+    (pi_lo, pi_hi), (lam_lo, lam_hi) = derived_intervals(fit)  # as `mstui fit` shows them
     grid.add_row(
         f"a = {fit.a:.4f} [{fit.a_lo:.4f}, {fit.a_hi:.4f}]   "
-        f"b = {fit.b:.4f} [{fit.b_lo:.4f}, {fit.b_hi:.4f}]   "
-        f"π = {fit.pi:.4f}   λ = {fit.lam:.4f}"
+        f"b = {fit.b:.4f} [{fit.b_lo:.4f}, {fit.b_hi:.4f}]   (95% intervals)"
+    )
+    grid.add_row(
+        f"π = {fit.pi:.4f} [{pi_lo:.4f}, {pi_hi:.4f}]   λ = {fit.lam:.4f} [{lam_lo:.4f}, "
+        f"{lam_hi:.4f}]"
     )
     grid.add_row(
         f"p̂0 = {fit.p0:.4f} [{fit.p0_lo:.4f}, {fit.p0_hi:.4f}]   "

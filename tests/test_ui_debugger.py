@@ -15,7 +15,6 @@ from mstui.core.policies import MarkovPolicy, parse_policy
 from mstui.store import Store
 from mstui.ui.demo import demo_store
 from mstui.ui.replay import ReplayScreen
-from mstui.ui.why import WhyScreen
 from mstui.ui.widgets import DecisionPanel, ProbPanel, RoundStrip, StreamView
 from tests.test_ui_live import SIZE, border_of, scripted_app, text_of, wait_for
 
@@ -30,12 +29,11 @@ def console_text(renderable) -> str:  # type: ignore[no-untyped-def]
 
 
 def why_text(app) -> str:  # type: ignore[no-untyped-def]
-    """The why-view on top, as plain text."""
-    screen = app.screen
-    assert isinstance(screen, WhyScreen)
-    console = Console(width=200, record=True)
-    console.print(screen.body)
-    return console.export_text()
+    """The open why-view of the screen on top, as plain text."""
+    view = app.screen.query_one(StreamView)
+    assert view.overlay_body is not None
+    assert "why:" in str(view.border_title)
+    return console_text(view.overlay_body)
 
 
 async def test_fit_is_shown_at_start_up_and_shadowed_under_fixed(tmp_path: Path) -> None:
@@ -132,13 +130,15 @@ async def test_live_browse_and_why_under_fixed(tmp_path: Path) -> None:
         assert "after round 1" in text_of(app.live.query_one(DecisionPanel))
         assert "reverse" in str(app.live.query_one(RoundStrip).render().spans)  # the cursor
         await pilot.press("y")
-        assert isinstance(app.screen, WhyScreen)
-        text = why_text(app)
+        text = why_text(app)  # in place of the round text
         e = explain_round(fit, None, records, 1)
         assert f"q_1 = {e.posterior:.3f}" in text and "predict-only" in text
         assert f"{e.prior:.3f}" in text and "chain prediction" in text
         assert "fixed:2: CONTINUE" in text  # the policy's own decision beside markov's rule
-        await pilot.press("escape", "right")
+        await pilot.press("right")  # the why-view follows the browsed round
+        assert "q_2 = " in why_text(app)
+        await pilot.press("escape")
+        assert app.live.query_one(StreamView).overlay_body is None
         assert app.live.cursor is None  # back on the latest round
         assert app.live.query_one(StreamView).text.strip() == records[2].response.strip()
 
@@ -188,7 +188,7 @@ async def test_why_without_a_fit_says_what_to_do(tmp_path: Path) -> None:
         await pilot.press("n", "r")
         await wait_for(pilot, lambda: not app.worker.busy and len(app.live.decisions) == 2)
         await pilot.press("y")
-        assert not isinstance(app.screen, WhyScreen)
+        assert app.live.query_one(StreamView).overlay_body is None
         texts = [str(n.message) for n in app._notifications]
         assert any("no finished round yet" in t for t in texts)
         assert any("run `mstui sweep`, then `mstui fit`" in t for t in texts)

@@ -24,6 +24,7 @@ from mstui.ui.help import glossary
 from mstui.ui.picker import ProblemPicker
 from mstui.ui.tokens import RoundTracker
 from mstui.ui.view import EMPTY_VIEW, ProbView
+from mstui.ui.why import WHY_SUBTITLE
 from mstui.ui.widgets import (
     DecisionPanel,
     ProbPanel,
@@ -298,6 +299,7 @@ class LiveScreen(Screen[None]):
         self._tracker = RoundTracker(index, self.mstui.worker.tokens.info(index))
         self._folded = -1  # the thinking count the fold line shows
         self._stats_at, self._stats_tokens = 0.0, 0  # counts drawn on the round's first drain
+        self.query_one(StreamView).close_overlay()  # a new round: its text, not an old explanation
         self.query_one(StreamView).reset(index)
         self._strip()
         self.refresh_keys()
@@ -537,6 +539,7 @@ class LiveScreen(Screen[None]):
         if self.streaming is not None:
             self.app.notify("a round is streaming: browse when it ends (or at a pause)")
             return
+        why = self.query_one(StreamView).close_overlay()  # reopened below for the browsed round
         last = self.records[-1].index
         now = last if self.cursor is None else self.cursor
         t = min(max(now + delta, self.records[0].index), last)
@@ -552,12 +555,17 @@ class LiveScreen(Screen[None]):
         if decision is not None or self.cursor is not None:
             self.show_decision(decision, keep=False)
         self._strip()
+        if why:
+            self.action_why()
 
     def action_why(self) -> None:
         """y: why the belief after the shown round is what it is (core.explain)."""
         from mstui.core.explain import explain_round
-        from mstui.ui.why import WhyScreen, why_renderable
+        from mstui.ui.why import why_renderable
 
+        panel = self.query_one(StreamView)
+        if panel.close_overlay():  # y again: back to the round text
+            return
         history = [r for r in self.records if r.finish_reason not in ("cancelled", "error")]
         t = self.cursor if self.cursor is not None else (self.decisions[-1].round if
                                                          self.decisions else None)
@@ -578,8 +586,8 @@ class LiveScreen(Screen[None]):
         e = explain_round(view.fit, view.obs_model, history, pos, price=self.run_price,
                           max_rounds=self.run_max_rounds or self.mstui.config.max_rounds,
                           fit_label=view.fit_label)
-        body = why_renderable(e, decision, view.fit_label, view.fit_note)
-        self.app.push_screen(WhyScreen(body, f"why: round {t}"))
+        panel.show_overlay(why_renderable(e, decision, view.fit_label, view.fit_note),
+                           f"why: round {t}", WHY_SUBTITLE)
 
     def action_thinking(self) -> None:
         """Fold / unfold the round's thinking."""
@@ -588,6 +596,8 @@ class LiveScreen(Screen[None]):
     def action_cancel(self) -> None:
         """Esc: cancel the round in flight at once (or leave the question box)."""
         w = self.mstui.worker
+        if self.query_one(StreamView).close_overlay():  # Esc leaves the why-view first
+            return
         if isinstance(self.focused, Input):
             self.set_focus(None)
         if w.busy:

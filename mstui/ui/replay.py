@@ -14,6 +14,7 @@ from textual.widgets import Footer, Input, Select, Static
 from mstui.core.types import Decision, RoundRecord
 from mstui.ui.services import StoredFit
 from mstui.ui.view import SetWhatIf, WhatIf, prob_view, set_what_if, what_if
+from mstui.ui.why import WHY_SUBTITLE
 from mstui.ui.widgets import (
     DecisionPanel,
     ProbPanel,
@@ -164,8 +165,11 @@ class ReplayScreen(Screen[None]):
         self.query_one(StreamView).toggle_thinking()
 
     def action_move(self, delta: int) -> None:
-        """Previous / next round."""
+        """Previous / next round (the why-view, when open, follows)."""
+        why = self.query_one(StreamView).close_overlay()
         self.show_round(self.cursor + delta)
+        if why:
+            self.action_why()
 
     def _inputs(self) -> tuple[str, float, int]:
         spec = self.query_one("#wi-policy", Input).value.strip() or "fixed:1"
@@ -203,9 +207,10 @@ class ReplayScreen(Screen[None]):
     def action_why(self) -> None:
         """y: why the belief after this round is what it is (core.explain)."""
         from mstui.core.explain import explain_round
-        from mstui.ui.why import WhyScreen, why_renderable
+        from mstui.ui.why import why_renderable
 
-        if self.run is None or not self.rounds:
+        panel = self.query_one(StreamView)
+        if panel.close_overlay() or self.run is None or not self.rounds:
             return
         fit, obs, label, note = self.belief_fit()
         if fit is None:
@@ -221,8 +226,8 @@ class ReplayScreen(Screen[None]):
         e = explain_round(fit, obs, history, history.index(r), price=price,
                           max_rounds=int(self.run.get("max_rounds") or len(self.rounds)),
                           fit_label=label)
-        body = why_renderable(e, self.decisions.get(r.index), label, note)
-        self.app.push_screen(WhyScreen(body, f"why: run {self.run['id']} round {r.index}"))
+        panel.show_overlay(why_renderable(e, self.decisions.get(r.index), label, note),
+                           f"why: run {self.run['id']} round {r.index}", WHY_SUBTITLE)
 
     def action_next_fit(self) -> None:
         """Cycle the what-if fit through the stored fits of this model × strategy."""
@@ -321,7 +326,9 @@ class ReplayScreen(Screen[None]):
         )
 
     def action_back(self) -> None:
-        """Leave a what-if box, else go back to the runs."""
+        """Leave a what-if box or the why-view, else go back to the runs."""
+        if self.query_one(StreamView).close_overlay():
+            return
         if isinstance(self.focused, Input):
             self.set_focus(None)
         else:

@@ -1,16 +1,10 @@
-"""The why-view: a round's prior, evidence, posterior and decision inequality (core.explain)."""
+"""The why-view: a round's prior, evidence, posterior and decision inequality (core.explain),
+drawn by StreamView.show_overlay in place of the round text."""
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from rich.table import Table
 from rich.text import Text
-from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
-from textual.containers import VerticalScroll
-from textual.screen import ModalScreen
-from textual.widgets import Static
 
 from mstui.core.explain import Explanation
 from mstui.core.types import Decision
@@ -68,25 +62,4 @@ def why_renderable(e: Explanation, decision: Decision | None = None,
     return grid
 
 
-class WhyScreen(ModalScreen[None]):
-    """Why the belief after one round is what it is; Esc or w closes it."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,w,q", "dismiss(None)", "Close"),
-    ]
-
-    def __init__(self, body: Table, title: str) -> None:
-        super().__init__()
-        self.body = body
-        self.title_text = title
-
-    def compose(self) -> ComposeResult:
-        """The explanation in a scrollable box."""
-        with VerticalScroll(id="why"):
-            yield Static(self.body, id="why-body")
-
-    def on_mount(self) -> None:
-        """Title the box."""
-        box = self.query_one("#why")
-        box.border_title = self.title_text
-        box.border_subtitle = "Esc close"
+WHY_SUBTITLE = "y or Esc: back to the round text"

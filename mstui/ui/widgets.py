@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rich.cells import cell_len
+from rich.console import RenderableType
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -81,6 +82,10 @@ class StreamView(ScrollView, can_focus=True):
         self._strips: LRUCache[tuple[str, int], Strip] = LRUCache(1024)  # finished lines, drawn
         self._base = Style()  # the widget's style, looked up once per render pass
         self._height = 0  # rows in the document when the view was last fully refreshed
+        # A renderable drawn over the round text (the why-view): no layout change, no screen.
+        self.overlay_body: RenderableType | None = None
+        self._overlay: list[Strip] | None = None
+        self._titles: tuple[object, object] = ("", "")
         self._clear()
 
     def _clear(self) -> None:
@@ -124,6 +129,7 @@ class StreamView(ScrollView, can_focus=True):
         """Start showing round `index` (plain until a thinking part arrives)."""
         self.index = index
         self._clear()
+        self.overlay_body, self._overlay = None, None  # another round: its text, not the why
         self.border_title = title or f"round {index}"
         self._changed(follow=False)
         self.scroll_home(animate=False, immediate=True)
@@ -243,9 +249,42 @@ class StreamView(ScrollView, can_focus=True):
             top += n
         return None
 
+    # ---- the overlay (the why-view) -------------------------------------------------------------
+
+    def show_overlay(self, body: RenderableType, title: str, subtitle: str = "") -> None:
+        """Draw `body` (a Rich renderable) in place of the round text until close_overlay.
+        Only this widget's lines change, so it opens as fast as a scroll."""
+        if self.overlay_body is None:
+            self._titles = (self.border_title, self.border_subtitle)
+        self.overlay_body = body
+        self.border_title, self.border_subtitle = title, subtitle
+        self._render_overlay()
+        self.scroll_home(animate=False, immediate=True)
+
+    def close_overlay(self) -> bool:
+        """Back to the round text; False when no overlay was shown."""
+        if self.overlay_body is None:
+            return False
+        self.overlay_body, self._overlay = None, None
+        self.border_title, self.border_subtitle = self._titles  # type: ignore[assignment]
+        self._changed(follow=False)
+        return True
+
+    def _render_overlay(self) -> None:
+        if self.overlay_body is None:
+            return
+        console = self.app.console
+        lines = console.render_lines(self.overlay_body, console.options.update_width(self._width))
+        self._overlay = [Strip(line) for line in lines]
+        self._changed(follow=False)
+
     def _changed(self, *, follow: bool, rows: Sequence[int | None] | None = None) -> None:
         """Redraw after a change: only `rows` when no row was added or removed, else all of it."""
-        height = sum(n for _, n in self._sections())
+        if self._overlay is not None:
+            height = len(self._overlay)
+            rows = None if height != self._height else []
+        else:
+            height = sum(n for _, n in self._sections())
         if rows is not None and height == self._height:
             for row in rows:
                 if row is not None:
@@ -272,6 +311,9 @@ class StreamView(ScrollView, can_focus=True):
         self.final_doc.set_width(width)
         if self.expanded:
             self.thinking_doc.set_width(width)
+        if self._overlay is not None:
+            self._render_overlay()
+            return
         self._changed(follow=self.is_vertical_scroll_end)
 
     # ---- the line API -------------------------------------------------------------------------
@@ -289,6 +331,11 @@ class StreamView(ScrollView, can_focus=True):
         scroll_x, scroll_y = self.scroll_offset
         width = self.scrollable_content_region.width
         base = self._base
+        if self._overlay is not None:
+            over = self._overlay
+            drawn = over[scroll_y + y] if scroll_y + y < len(over) else Strip.blank(width, base)
+            return drawn.crop_extend(scroll_x, scroll_x + width, base).apply_offsets(
+                scroll_x, scroll_y + y)
         row = self._row(scroll_y + y)
         if row is None:
             return Strip.blank(width, base)

@@ -3,6 +3,7 @@ drawn by StreamView.show_overlay in place of the round text."""
 
 from __future__ import annotations
 
+from rich.console import Console, ConsoleOptions, RenderResult
 from rich.text import Text
 
 from mstui.core.explain import Explanation
@@ -12,32 +13,44 @@ WHY_SUBTITLE = "y or Esc: back to the round text"
 LABEL = 10  # width of the left column ("posterior ")
 
 
-def _row(out: Text, label: str, *parts: str | tuple[str, str]) -> None:
-    out.append(f"{label:<{LABEL}}", style="bold")
-    out.append_text(Text.assemble(*parts))
-    out.append("\n")
+class WhyView:
+    """Labelled rows, each wrapped under its label (a hanging indent) at the width it is drawn
+    at. Plain wrapped lines, not a Rich table: a table measures every cell twice, which made
+    opening the view slow."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, Text]] = []
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = max(options.max_width - LABEL, 10)
+        for label, text in self.rows:
+            for i, line in enumerate(text.wrap(console, width)):
+                head = Text(f"{label if i == 0 else '':<{LABEL}}", style="bold")
+                yield Text.assemble(head, line)
+
+
+def _row(out: WhyView, label: str, *parts: str | tuple[str, str]) -> None:
+    out.rows.append((label, Text.assemble(*parts)))
 
 
 def why_renderable(e: Explanation, decision: Decision | None = None,
-                   fit_label: str = "", note: str = "") -> Text:
-    """The why-view as one Text (numbers from the core, formatted only). Plain aligned lines,
-    not a Rich table: a table measures every cell twice, which made opening the view slow.
+                   fit_label: str = "", note: str = "") -> WhyView:
+    """The why-view (numbers from the core, formatted only).
 
     `decision` is the policy's own decision after the round, when there is one: a policy that
     does not read the belief (fixed, none, …) is shown next to what markov would do."""
-    out = Text()
+    out = WhyView()
     _row(out, "round", f"{e.round}  ·  {fit_label}" if fit_label else str(e.round))
     if note:
         _row(out, "", (note, "yellow"))
     _row(out, "prior", f"{e.prior:.3f}  ", (e.prior_source, "dim"))
     if e.evidence:
-        names = max(len(x.name) for x in e.evidence)
-        values = min(max(len(x.value) for x in e.evidence), 44)
-        _row(out, "evidence", (f"{'feature':<{names}}  {'value':<{values}}  ratio C/W", "dim"))
+        # Ratio first: the numbers line up whatever the width, and the feature reads after it.
+        _row(out, "evidence", ("ratio C/W  feature: value", "dim"))
         for x in e.evidence:
             style = "green" if x.ratio > 1.0 + 1e-9 else ("red" if x.ratio < 1.0 - 1e-9 else "")
-            _row(out, "", f"{x.name:<{names}}  {x.value:<{values}}  ",
-                 (f"×{x.ratio:<8.3g}", style), (f" {x.note}" if x.note else "", "dim"))
+            _row(out, "", (f"×{x.ratio:<9.3g}", style), f" {x.name}: {x.value}",
+                 (f" ({x.note})" if x.note else "", "dim"))
         w = f"tempered by w = {e.temper:.2f}; " if e.temper is not None else ""
         _row(out, "", (f"{w}posterior odds = prior odds × every ratio", "dim"))
     else:
@@ -62,5 +75,4 @@ def why_renderable(e: Explanation, decision: Decision | None = None,
         _row(out, "policy", f"{decision.policy}: {act}{forced} — {decision.reason}")
     if e.fit_note:
         _row(out, "fit", (e.fit_note, "yellow"))
-    out.rstrip()
     return out

@@ -21,7 +21,7 @@ from mstui.core.loop import (
     TokenStreamed,
     run_refinement,
 )
-from mstui.core.types import Decision, RoundRecord
+from mstui.core.types import Decision, RoundRecord, finish_text
 from mstui.engine.factory import model_label, open_backend
 from mstui.runner import Run, build_run, check_first_prompt, needs_fit
 from mstui.session import RunRecorder, find_fit
@@ -199,5 +199,5 @@ def _report(record: RoundRecord, decision: Decision, as_json: bool, out: TextIO)
           f"{record.completion_tokens} tok"
           + (f" ({record.thinking_tokens} thinking)" if record.thinking_tokens else "")
           + f" · {record.tokens_per_second:.0f} tok/s · "
-          f"{record.finish_reason}", file=out)
+          f"{finish_text(record.finish_reason)}", file=out)
     print(f"→ {decision.final_action}: {decision.reason}", file=out)

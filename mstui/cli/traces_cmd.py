@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
 from mstui.cli.common import db_path, dumps, fmt_num, open_existing_store, output_file
+from mstui.core.types import finish_text
 
 
 def register(sub: Any) -> None:
@@ -223,7 +224,8 @@ def cmd_show(args: argparse.Namespace, out: TextIO | None = None) -> int:
         judge = f" · judge {r.judge}" if r.judge else ""
         print(f"\n── round {r.index} ── answer {shown} {_mark(r.correct)} [{r.extraction_rule}"
               f"{judge}] · {r.prompt_tokens} prompt tok ({r.cached_tokens} cached) · "
-              f"{r.completion_tokens} tok · {r.tokens_per_second:.0f} tok/s · {r.finish_reason}",
+              f"{r.completion_tokens} tok · {r.tokens_per_second:.0f} tok/s · "
+              f"{finish_text(r.finish_reason)}",
               file=out)
         if r.error:
             print(f"error: {r.error}", file=out)

@@ -9,6 +9,15 @@ from typing import Literal, Protocol
 Action = Literal["continue", "stop"]
 FinishReason = Literal["stop", "length", "cancelled", "error"]
 CacheSource = Literal["reported", "estimated"]
+# A finish reason in words: llama.cpp's bare "stop" printed beside a CONTINUE decision reads as
+# the policy's verdict, so every surface says what the model did.
+FINISH_TEXT = {"stop": "model ended its answer", "length": "hit the token limit",
+               "cancelled": "cancelled", "error": "failed"}
+
+
+def finish_text(reason: str) -> str:
+    """How a round ended, in words ("model ended its answer", "hit the token limit", …)."""
+    return FINISH_TEXT.get(reason, reason)
 
 
 @dataclass(frozen=True)

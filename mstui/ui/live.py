@@ -16,7 +16,7 @@ from textual.timer import Timer
 from textual.widgets import Footer, Input, Static
 
 from mstui.core.problems import Problem
-from mstui.core.types import Decision, RoundRecord
+from mstui.core.types import Decision, RoundRecord, finish_text
 from mstui.ui import messages as m
 from mstui.ui.ask import OFF, NumberScreen
 from mstui.ui.charts import AccuracyChart
@@ -42,10 +42,6 @@ if TYPE_CHECKING:
 # Below either size the screen is compact: the chart goes, the probability panel keeps its
 # first lines, and the decision panel keeps the room it needs (80×24 must show a decision).
 COMPACT_WIDTH, COMPACT_HEIGHT = 120, 34
-# llama.cpp's finish reasons in words: a bare "stop" beside a CONTINUE decision reads as the
-# policy's verdict.
-FINISHED = {"stop": "ended its answer", "length": "hit the token limit",
-            "cancelled": "cancelled", "error": "failed"}
 DRAIN_SECONDS = 1 / 30  # how often the drain timer ticks while a run streams
 # The share of one core that drawing streamed tokens may take. The model's threads and this one
 # share the cores, so every frame is time taken from generation: a frame that redraws the stream
@@ -392,8 +388,7 @@ class LiveScreen(Screen[None]):
             Text(
                 f"round {r.index}: answer {answer} {mark(r.correct)} [{r.extraction_rule}] · "
                 f"{r.completion_tokens} tok{speed} · prompt {r.prompt_tokens} tok "
-                f"({r.cached_tokens} cached) · the model "
-                f"{FINISHED.get(r.finish_reason, r.finish_reason)}"
+                f"({r.cached_tokens} cached) · {finish_text(r.finish_reason)}"
             )
         )
         if r.finish_reason == "cancelled":

@@ -11,7 +11,7 @@ import pytest
 
 from mstui.core.belief import ObservationModel, belief_trajectory
 from mstui.core.evaluation import simulate_pool
-from mstui.core.explain import explain_round, markov_beliefs, odds_check
+from mstui.core.explain import explain_round, markov_view, odds_check
 from mstui.core.fitting import fit_pool
 from mstui.core.policies import MarkovPolicy
 from mstui.core.types import Observation, RoundRecord
@@ -143,6 +143,32 @@ def test_mixture_explanation_is_exact_and_matches_the_mixture_policy() -> None:
             assert sum(after for _, after in e.classes) == pytest.approx(1.0)
             assert [after for _, after in e.classes] == pytest.approx(
                 [d.extra["class0"], d.extra["class1"]], abs=1e-12)
-            qs, pi, lam = markov_beliefs(mfit, om, [r.observation for r in hist[: t + 1]])
-            assert qs[-1] == pytest.approx(d.belief, abs=1e-12)
-            assert (pi, lam) == pytest.approx((d.pi, d.lam), abs=1e-12)
+            v = markov_view(mfit, om, [r.observation for r in hist[: t + 1]], horizon=3)
+            assert v.beliefs[-1] == pytest.approx(d.belief, abs=1e-12)
+            assert v.curve[0] == pytest.approx(d.belief, abs=1e-12)
+            assert (v.pi, v.lam) == pytest.approx((d.pi, d.lam), abs=1e-12)
+            # One round ahead is the belief plus the expected gain (the policy's own number).
+            assert v.curve[1] == pytest.approx(d.belief + d.expected_gain, abs=1e-12)
+            assert v.regime == ("beneficial" if d.expected_gain > 0 else "detrimental")
+
+
+def test_mixture_curve_matches_simulation() -> None:
+    """The predicted accuracy k rounds ahead under a mixture, against simulated chains."""
+    from mstui.core.mixture import MixtureFit
+
+    _, fit, _ = _pool_fit()
+    mix = MixtureFit((0.4, 0.6), (0.05, 0.4), (0.5, 0.05), (0.9, 0.15))
+    mfit = dataclasses.replace(fit, mixture=mix.to_dict())
+    v = markov_view(mfit, None, [], horizon=5)  # before round 0: the prior
+    rng = np.random.default_rng(0)
+    n = 200_000
+    k = rng.random(n) < 0.4
+    a, b, p0 = (np.where(k, x[0], x[1]) for x in (mix.a, mix.b, mix.p0))
+    x = rng.random(n) < p0
+    sim = [x.mean()]
+    for _ in range(4):
+        u = rng.random(n)
+        x = np.where(x, u >= a, u < b)
+        sim.append(x.mean())
+    assert np.allclose(v.curve, sim, atol=0.005)
+    assert v.beliefs == () and v.classes == 2

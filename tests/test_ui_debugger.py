@@ -214,3 +214,23 @@ async def test_fit_screen_shows_pi_and_lambda_with_the_clis_intervals(tmp_path: 
         text = console_text(detail.content)
         assert f"π = {pi['mean']:.4f} [{pi['lo']:.4f}, {pi['hi']:.4f}]" in text
         assert f"λ = {lam['mean']:.4f} [{lam['lo']:.4f}, {lam['hi']:.4f}]" in text
+
+
+async def test_sparse_fit_is_shown_flagged_and_not_recorded_as_used(tmp_path: Path) -> None:
+    db = tmp_path / "traces.db"
+    fit = demo_store(db, questions=2)["fit"]  # 2 questions: a rate rests on < 5 transitions
+    assert fit.sparse_reason() is not None
+    app = scripted_app(db, rounds=3)  # auto: markov would refuse the sparse fit
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.worker.backend is not None)
+        prob = app.live.query_one(ProbPanel)
+        await wait_for(pilot, lambda: "fit #1" in text_of(prob))
+        assert "the fit is sparse" in text_of(prob) and "drives no decision" in text_of(prob)
+        assert "(from the prior: sparse fit)" in text_of(prob)
+        await pilot.press("n", "r")
+        await wait_for(pilot, lambda: not app.worker.busy and len(app.live.decisions) == 3)
+        assert app.live.decisions[-1].policy.startswith("fixed")  # auto fell back
+        run_id = app.live.run_id
+    with Store(db) as store:
+        run = store.get_run(run_id)  # type: ignore[arg-type]
+    assert run["fit_id"] is None  # the run used no fit, so it records none

@@ -125,20 +125,51 @@ def mixture_of(fit: ChainFit) -> MixtureFit | None:
     return mix if mix.k > 1 else None
 
 
-def markov_beliefs(fit: ChainFit, obs_model: ObservationModel | None,
-                   observations: Sequence[Observation]) -> tuple[list[float], float, float]:
-    """(q_0..q_t, π, λ) as the markov policy would see them: the mixture's filter when markov
-    uses a mixture (π and λ weighted by the class posterior), else the single chain's. The
-    shadow belief of policies that read no fit."""
+@dataclass(frozen=True)
+class MarkovView:
+    """What the markov policy sees after the rounds so far (or before round 0): the belief path
+    q_0..q_t, π and λ, the predicted accuracy `curve[k]` k rounds ahead (curve[0] = the current
+    belief), and the regime, from the mixture when markov uses one (π, λ weighted by the class
+    posterior; regime from the sign of its expected gain), else from the single chain."""
+
+    beliefs: tuple[float, ...]
+    pi: float
+    lam: float
+    curve: tuple[float, ...]
+    regime: str
+    classes: int  # 1 for the single chain
+
+
+def markov_view(fit: ChainFit, obs_model: ObservationModel | None,
+                observations: Sequence[Observation], horizon: int = 1,
+                belief: float | None = None) -> MarkovView:
+    """The shadow view of policies that read no fit, and the probability panel's numbers.
+
+    `horizon` ≥ 1 is the curve's length; `belief` (a decision's stored q_t) replaces the
+    filtered one for the single chain's curve, so a replay shows what its run saw."""
     mix = mixture_of(fit)
+    horizon = max(horizon, 1)
     if mix is None:
-        return belief_trajectory(fit.chain, fit.p0, observations, obs_model), fit.pi, fit.lam
-    qs = []
-    s = mixture_summary(mix, mixture_filter(mix, [], obs_model))
-    for t in range(1, len(observations) + 1):
-        s = mixture_summary(mix, mixture_filter(mix, observations[:t], obs_model))
-        qs.append(float(s["belief"]))
-    return qs, float(s["pi"]), float(s["lam"])
+        chain = fit.chain
+        qs = belief_trajectory(chain, fit.p0, observations, obs_model) if observations else []
+        q = belief if belief is not None else (qs[-1] if qs else fit.p0)
+        q = min(max(q, 0.0), 1.0)
+        curve = tuple(float(chain.accuracy(q, k)) for k in range(horizon))
+        return MarkovView(tuple(qs), fit.pi, fit.lam, curve, chain.regime(q), 1)
+    qs = [float(mixture_summary(mix, mixture_filter(mix, observations[:t], obs_model))["belief"])
+          for t in range(1, len(observations) + 1)]
+    joint = mixture_filter(mix, observations, obs_model)
+    s = mixture_summary(mix, joint)
+    ahead: list[float] = []
+    mass = [(w + c, c) for w, c in joint]  # (P(class k), P(class k, C))
+    for _ in range(horizon):
+        ahead.append(sum(c for _, c in mass))
+        # One more round in each class: C ← b·(P(k) − C) + (1 − a)·C.
+        mass = [(pk, b * (pk - c) + (1 - a) * c)
+                for (pk, c), a, b in zip(mass, mix.a, mix.b, strict=True)]
+    gain = float(s["gain"])
+    regime = "neutral" if abs(gain) <= 1e-9 else ("beneficial" if gain > 0 else "detrimental")
+    return MarkovView(tuple(qs), float(s["pi"]), float(s["lam"]), tuple(ahead), regime, mix.k)
 
 
 def explain_round(

@@ -77,7 +77,7 @@ def prob_view(
     what markov would have decided from this fit (a sparse fit included: it is only shown).
     """
     from mstui.core.belief import filter_mode
-    from mstui.core.explain import markov_beliefs
+    from mstui.core.explain import markov_view
 
     t = len(history) - 1
     marks = tuple(r.correct for r in history)
@@ -94,11 +94,11 @@ def prob_view(
             fit_lines=fit_lines(None),
             fit_note=fit_note,
         )
-    chain = fit.chain
     # What markov sees (the mixture's filter when markov uses one), whatever the policy.
-    qs, pi, lam = markov_beliefs(fit, obs_model, [r.observation for r in history])
-    beliefs = tuple(qs)
-    q = d_belief if d_belief is not None else (beliefs[-1] if beliefs else fit.p0)
+    start = max(t, 0)
+    mv = markov_view(fit, obs_model, [r.observation for r in history],
+                     horizon=max(max_rounds - start, 1), belief=d_belief)
+    q = d_belief if d_belief is not None else mv.curve[0]
     q = min(max(q, 0.0), 1.0)
     shadow = None
     if price is not None and decision is not None and decision.belief is None and history:
@@ -106,21 +106,24 @@ def prob_view(
 
         markov = parse_policy("markov", fit, obs_model, price=price, allow_sparse=True)
         shadow = markov.decide(history, max(max_rounds, len(history)))
-    start = max(t, 0)
-    curve = tuple(
-        (start + k, float(chain.accuracy(q, k))) for k in range(max(max_rounds - start, 1))
-    )
+    lines = fit_lines(fit)
+    if mv.classes > 1:
+        lines = (f"markov uses a mixture of {mv.classes} chains: q_t, π, λ, regime and p̂ "
+                 "come from it (π, λ weighted by P(class)); a, b below are the single chain's",
+                 *lines)
+    sparse = fit.sparse_reason() is not None
     return ProbView(
         round=t,
         belief=q,
-        pi=decision.pi if decision is not None and decision.pi is not None else pi,
-        lam=decision.lam if decision is not None and decision.lam is not None else lam,
-        regime=chain.regime(q),
-        curve=curve,
-        beliefs=beliefs,
+        pi=decision.pi if decision is not None and decision.pi is not None else mv.pi,
+        lam=decision.lam if decision is not None and decision.lam is not None else mv.lam,
+        # A regime from a sparse fit is the prior's verdict, not the data's: it says so.
+        regime=mv.regime + (" (from the prior: sparse fit)" if sparse else ""),
+        curve=tuple((start + k, p) for k, p in enumerate(mv.curve)),
+        beliefs=mv.beliefs,
         marks=marks,
         fit_label=fit_label,
-        fit_lines=fit_lines(fit),
+        fit_lines=lines,
         mode=filter_mode(obs_model),
         fit=fit,
         obs_model=obs_model,

@@ -466,6 +466,9 @@ class ProbPanel(Static):
 
 
 def _regime_style(regime: str | None) -> str:
+    # A regime read from a sparse fit's prior is not coloured as if it were a finding.
+    if regime and "(" in regime:
+        return "yellow"
     return {"beneficial": "green", "detrimental": "red"}.get(regime or "", "yellow")
 
 

@@ -100,22 +100,62 @@ def test_long_transcripts(make) -> None:  # type: ignore[no-untyped-def]
 def test_stream_classifier_matches_split_under_any_chunking(tags: ThinkTags) -> None:
     rng = random.Random(0)
     body = tr.thinking_text(300)
-    cases = [(f"{tags.open}\n{body}\n{tags.close}\n\nFinal 14", False),
-             (f"{body}\n{tags.close}\nFinal 14", True),
-             (f"{tags.open}{body}", False), ("No thinking at all, 14", False),
-             (f"  {tags.open}\n{tags.close}\n\n14", False)]
-    for text, opened in cases:
+    o, c = tags.open, tags.close
+    # (text, the prompt opened the thinking, the text closes it at most once)
+    cases = [(f"{o}\n{body}\n{c}\n\nFinal 14", False, True),
+             (f"{body}\n{c}\nFinal 14", True, True),
+             (f"{o}{body}", False, True), ("No thinking at all, 14", False, True),
+             (f"  {o}\n{c}\n\n14", False, True),
+             # Nested and repeated closing tags: thinking runs to the last one.
+             (f"{o}\nouter 12 {o}inner 13{c} still thinking, maybe 15\n{c}\n\n", False, False),
+             (f"{o}\nfirst 11\n{c}\nhmm wait, maybe 12\n{c}\n\nSo 14.", False, False),
+             (f"{body}{c}draft 12{c}{c}\n14", True, False),
+             (f"no opening tag, draft 12{c}\nfinal 14", False, False)]
+    for text, opened, once in cases:
         want = split_reasoning(text, tags, starts_in_thinking=opened)
-        for _ in range(20):
+        for n in range(21):
             cuts = sorted(rng.sample(range(1, len(text)), min(len(text) - 1, rng.randint(1, 40))))
             chunks = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+            if n == 20:
+                chunks = list(text)  # one character at a time: every tag split
             stream = ThinkingStream(tags, starts_in_thinking=opened)
             segs = stream.feed_all(chunks)
-            thinking = "".join(s.text for s in segs if s.kind == "thinking")
-            final = "".join(s.text for s in segs if s.kind == "final")
-            assert thinking.strip() == want.thinking
-            assert final.strip() == want.final.strip()
+            # The settled classification is the stored split, whatever the chunking.
+            assert stream.settle() == want
             assert stream.closed == want.closed
+            if once:  # live segments agree too when nothing later re-closes the thinking
+                thinking = "".join(s.text for s in segs if s.kind == "thinking")
+                final = "".join(s.text for s in segs if s.kind == "final")
+                assert thinking.strip() == want.thinking
+                assert final.strip() == want.final.strip()
+            # Live, the text streams whole: nothing is lost or doubled, tags aside.
+            shown = "".join(s.text for s in segs).replace(c, "").replace(o, "")
+            assert shown.lstrip() == text.replace(c, "").replace(o, "").lstrip()
+
+
+def test_split_at_the_last_closing_tag() -> None:
+    nested = split_reasoning("<think>\nouter 12 <think>inner 13</think> still thinking, "
+                             "maybe 15\n</think>\n\n")
+    assert nested.final == "" and nested.closed and "maybe 15" in nested.thinking
+    twice = split_reasoning("first 11\n</think>\nhmm wait, maybe 12\n</think>\n\nSo 14.",
+                            THINK, starts_in_thinking=True)
+    assert twice.thinking == "first 11\n</think>\nhmm wait, maybe 12" and twice.final == "So 14."
+
+
+@pytest.mark.parametrize("response", [
+    "<think>\nouter 12 <think>inner 13</think> still thinking, maybe 15\n</think>\n\n",
+    "<think>\nfirst 11\n</think>\nhmm wait, maybe 12\n</think>\n\n",
+    "<think>thinking 12 </think><think>inner 13</think>\n\n",  # reasoning field, then tags
+])
+def test_no_answer_read_from_before_a_closing_tag(response: str) -> None:
+    r = score("Q", response)
+    assert r.answer is None and r.final == "" and "</think>" not in r.final
+    assert r.correct is False and not r.truncated
+
+
+def test_answer_after_the_last_closing_tag() -> None:
+    r = score("<｜Assistant｜><think>\n", "draft 12\n</think>\nno, 13\n</think>\n\nSo 14.")
+    assert r.answer == "14" and r.correct and r.final == "So 14."
 
 
 def test_other_families_tags() -> None:

@@ -86,6 +86,26 @@ def test_reasoning_without_a_final_part_is_never_scored_from_thinking(tmp_path: 
     assert record.truncated and record.answer is None and record.finish_reason == "stop"
 
 
+@pytest.mark.parametrize("script", [
+    # QA #9: thinking in the reasoning field, then more think tags in the content.
+    {"reasoning": ["thinking 12 "], "content": ["<think>inner 13</think>\n\n"]},
+    # QA #1: nested and repeated closing tags in the content.
+    {"content": ["<think>\nouter 12 <think>inner 13</think> still thinking, maybe 15\n",
+                 "</think>\n\n"]},
+    {"content": ["<think>\nfirst 11\n</th", "ink>\nhmm wait, maybe 12\n</think>\n\n"]},
+])
+def test_no_answer_from_text_before_the_last_closing_tag(script: dict[str, object],
+                                                          tmp_path: Path) -> None:
+    server = ReasoningServer({"model": "qa-model", "rounds": [script]}, tmp_path)
+    try:
+        events = play(OpenAIBackend(server.url), fmt="chat")
+    finally:
+        server.stop()
+    record = next(e.record for e in events if isinstance(e, RoundFinished))
+    assert record.answer is None and record.final == "" and record.correct is False
+    assert "</think>" not in (record.final or "")
+
+
 def test_long_r1_transcript_through_the_server(tmp_path: Path) -> None:
     response = tr.r1_response(2500)
     thinking, final = response.split("</think>")

@@ -98,11 +98,28 @@ def register(sub: Any) -> None:
 
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
-    """Migrate an existing mstui trace store (never creates one, refuses foreign files)."""
+    """Migrate an existing mstui trace store (never creates one, refuses foreign files), then
+    split the rounds stored whole before thinking and final parts were (m003_reasoning added the
+    columns but could not fill them): their answers are re-read from the final part."""
+    from mstui.store.regrade import regrade, unsplit_runs
     from mstui.store.schema import SCHEMA_VERSION
 
     with open_existing_store(args.db, readonly=False) as store:
-        print(f"{store.path}: schema {SCHEMA_VERSION} (up to date)")
+        before = store.schema_on_open
+        if before < SCHEMA_VERSION:
+            print(f"{store.path}: upgraded from schema {before} to {SCHEMA_VERSION}")
+        else:
+            print(f"{store.path}: schema {SCHEMA_VERSION} (up to date)")
+        run_ids, rounds = unsplit_runs(store)
+        if run_ids:
+            from mstui.core.grading import default_grader
+
+            report = regrade(store, grader=default_grader(), run_ids=run_ids)
+            stale = (f"; fits made stale: {', '.join(f'#{i}' for i in report.stale_fits)}"
+                     if report.stale_fits else "")
+            print(f"{store.path}: {rounds} round(s) in {len(run_ids)} run(s) held thinking stored "
+                  f"as one text: split into thinking and final, answers re-read from the final "
+                  f"part ({report.changed} label(s) changed, old ones in grade_history){stale}")
     return 0
 
 

@@ -173,3 +173,58 @@ def test_cancel_while_thinking_streams(tmp_path: Path) -> None:
         server.stop()
     assert record is not None and record.finish_reason == "cancelled" and record.truncated
     assert record.answer is None and record.thinking
+
+
+# ---- a server that streams reasoning under a generic name (QA #3) ----------------------------
+
+GENERIC = {"model": "served-model", "rounds": [
+    {"reasoning": ["thinking 12 "] * 3, "content": ["\n\nThe answer is \\boxed{14}."]}]}
+
+
+def test_run_says_a_generic_server_is_a_reasoning_model(tmp_path: Path) -> None:
+    server = ReasoningServer(GENERIC, tmp_path)
+    try:
+        proc = mstui("run", "--backend", "openai", "--base-url", server.url, "--question",
+                     tr.QUESTION, "--gold", "14", "--max-rounds", "1", "--format", "chat",
+                     "--no-store")
+    finally:
+        server.stop()
+    assert proc.returncode == 0, proc.stderr
+    assert "profile: plain" in proc.stdout  # nothing told it before the first round
+    note = next(line for line in proc.stderr.splitlines() if "reasoning model" in line)
+    assert "served-model is a reasoning model (the server streamed its thinking in a reasoning " \
+           "field), but this run used the plain profile" in note
+    assert "pass --profile reasoning" in note and "4096 tok/round" in note
+    assert "answer 14" in proc.stdout  # the thinking was split off all the same
+
+
+async def test_tui_runs_after_the_one_that_revealed_reasoning_use_its_profile(
+    tmp_path: Path,
+) -> None:
+    from mstui.config import RunConfig
+    from mstui.ui.app import make_app
+    from tests.test_ui_live import SIZE, text_of, wait_for
+
+    server = ReasoningServer(GENERIC, tmp_path)
+    try:
+        config = RunConfig(backend="openai", base_url=server.url, max_rounds=1, policy="fixed",
+                           prompt_format="chat",
+                           explicit=frozenset({"prompt_format"})).validate()
+        app = make_app(config, db_path=None, auto_policy=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.worker.backend is not None, timeout=30)
+            for n in (1, 2):
+                await pilot.press("slash", *"What is 13 + 1?", "enter")
+                await wait_for(pilot, lambda n=n: len(app.live.records) == 1 and
+                               not app.worker.busy and len(server.requests()) == n, timeout=20)
+                await pilot.pause(0.1)
+            status = text_of(app.live.query_one("#status"))
+            profile = app.worker.profile
+        requests = server.requests()
+    finally:
+        server.stop()
+    first, second = (r["body"] for r in requests)
+    assert first["max_tokens"] == 256 and first["temperature"] == 0.7
+    assert second["max_tokens"] == 4096 and second["temperature"] == 0.6  # the reasoning profile
+    assert profile is not None and profile.name == "reasoning"
+    assert "reanswer/chat" in status  # the format the user chose is kept

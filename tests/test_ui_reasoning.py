@@ -232,3 +232,19 @@ async def test_replay_shows_a_stored_reasoning_round_folded(tmp_path: Path) -> N
         assert screen_rows(view)[0] == f"▸ thinking · {r1.thinking_tokens:,} tok  (z: unfold)"
         await pilot.press("z")
         assert screen_rows(view)[1].startswith(SENTENCES[0])
+
+
+async def test_status_bar_shows_the_format_the_profile_picked(tmp_path: Path) -> None:
+    # QA #6: the app's own config still says fewshot (the profile is applied on the worker
+    # thread after load); the status bar shows what runs use.
+    app = make_app(RunConfig(max_rounds=1, policy="fixed"), db_path=None, auto_policy=False,
+                   backend_factory=lambda c: ScriptedBackend([FINAL], chat_template=R1_TEMPLATE))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.worker.backend is not None)
+        await pilot.pause(0.05)
+        assert app.config.prompt_format == "fewshot"
+        assert "reanswer/reasoning" in text_of(app.live.query_one("#status"))
+        await ask(pilot, app)
+        await wait_for(pilot, lambda: not app.worker.busy and app.live.records)
+        assert app.live.records[-1].prompt.endswith("<｜Assistant｜><think>\n")
+        assert "reanswer/reasoning" in text_of(app.live.query_one("#status"))

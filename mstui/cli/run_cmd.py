@@ -174,6 +174,11 @@ def degrade_notes(backend: object, config: RunConfig,
     if getattr(backend, "usage_reported", None) is False:
         notes.append("the server reported no token usage; token counts are estimated locally "
                      "(completion: streamed pieces, prompt: characters / 4)")
+    from mstui.runner import learned_note
+
+    learned = learned_note(config, backend, rounds, next_runs=False)  # type: ignore[arg-type]
+    if learned:
+        notes.append(learned)
     found = [r for r in rounds if r.answer is not None]
     if config.gen.logprobs and found and all(r.observation.logprob is None for r in found):
         notes.append("--logprobs was asked for but the backend returned none; the belief runs "

@@ -12,7 +12,10 @@ def backend_profile(config: RunConfig, backend: Backend) -> ModelProfile:
     """The profile a config names, or the one detected from the backend's chat template."""
     if config.profile != "auto":
         return profile_by_name(config.profile)
-    return detect_profile(getattr(backend, "chat_template", None), backend.info.model)
+    # A server that has streamed a reasoning field marks a reasoning model even under a generic
+    # name (a later run on the same backend, after runner.learned_profile said so).
+    return detect_profile(getattr(backend, "chat_template", None), backend.info.model,
+                          streams_reasoning=getattr(backend, "streams_reasoning", False))
 
 
 def load(config: RunConfig) -> tuple[Backend, RunConfig, ModelProfile]:

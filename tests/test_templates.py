@@ -133,6 +133,10 @@ def test_unrenderable_template_is_one_line(tmp_path: Path) -> None:
     broken = write_tiny_llama(tmp_path / "broken.gguf", chat_template="{% for m in messages %}")
     proc = mstui("run", "--model", str(broken), "--question", "hi", "--no-store")
     assert_one_line_error(proc, "chat template in broken.gguf does not parse")
+    # Not even --format fewshot loads it in-process: the error says so, and does not offer it.
+    proc = mstui("run", "--model", str(broken), "--question", "hi", "--no-store",
+                 "--format", "fewshot")
+    assert_one_line_error(proc, "does not parse", "whatever --format", "fix tokenizer")
     # One that parses but fails on these messages: the chat format refuses in one line, too.
     proc = mstui("run", "--model", str(tmp_path / "bad.gguf"), "--question", "hi", "--no-store",
                  "--format", "chat", "--max-tokens", "2")
@@ -167,3 +171,33 @@ def test_cli_picks_the_reasoning_profile_and_keeps_what_the_user_set(tmp_path: P
     plain = mstui("run", "--model", str(path), "--question", QUESTION, "--max-rounds", "1",
                   "--max-tokens", "4", "--format", "fewshot", "--profile", "plain", "--no-store")
     assert plain.returncode == 0 and "profile: plain" in plain.stdout
+
+
+def test_template_refusal_names_the_template_and_the_remedy(tmp_path: Path) -> None:
+    # QA #5: the template's raise_exception text alone ("no system role") said neither.
+    refusing = write_tiny_llama(
+        tmp_path / "refuses.gguf",
+        chat_template="{{ raise_exception('no system role') }}<think></think>")
+    proc = mstui("run", "--model", str(refusing), "--question", "hi", "--no-store",
+                 "--format", "chat", "--max-tokens", "2")
+    assert_one_line_error(proc, "the chat template refuses these messages (no system role)",
+                          "--format fewshot")
+
+
+@pytest.mark.parametrize(("name", "args"), [
+    ("notemplate.gguf", ["--format", "chat"]),
+    ("notemplate.gguf", ["--format", "reasoning"]),
+    # Named like R1, so its profile asks for the reasoning format: no foreign ChatML instead.
+    ("DeepSeek-R1-Distill-Qwen-7B-notmpl.gguf", []),
+])
+def test_a_gguf_without_a_chat_template_gets_no_foreign_one(tmp_path: Path, name: str,
+                                                            args: list[str]) -> None:
+    path = write_tiny_llama(tmp_path / name, chat_template=None)
+    db = tmp_path / "t.db"
+    proc = mstui("run", "--model", str(path), "--question", QUESTION, "--max-tokens", "4",
+                 "--max-rounds", "1", *args, db=db)
+    assert_one_line_error(proc, f"{name} has no chat template", "use --format fewshot")
+    assert not db.exists() or "im_start" not in db.read_bytes().decode("utf-8", "replace")
+    fewshot = mstui("run", "--model", str(path), "--question", QUESTION, "--max-tokens", "4",
+                    "--max-rounds", "1", "--format", "fewshot", "--no-store")
+    assert fewshot.returncode == 0, fewshot.stderr

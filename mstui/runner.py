@@ -69,8 +69,15 @@ def check_first_prompt(run: Run, question: str) -> None:
     """Refuse, before a run is stored, a question whose first prompt cannot fit the context
     (PromptTooLong, one line); backends that cannot count tokens locally are not checked."""
     check = getattr(run.backend, "check_prompt", None)
-    if check is not None:
-        check(run.prompter.prompt(question, []))
+    if check is None:
+        return
+    tokens = len(check(run.prompter.prompt(question, [])))
+    budget, ctx = run.config.thinking_budget, run.backend.info.context_length
+    if budget is not None and ctx and tokens + budget >= ctx:
+        # Past the context the round ends `length` inside the thinking: the budget never acts.
+        raise ValueError(f"the first prompt ({tokens} tokens) and --thinking-budget {budget} do "
+                         f"not fit the {ctx}-token context; lower --thinking-budget to at most "
+                         f"{max(ctx - tokens - 1, 0)} or raise --ctx")
 
 
 def check_reasoning(config: RunConfig, backend: Backend, profile: ModelProfile) -> None:
@@ -81,17 +88,28 @@ def check_reasoning(config: RunConfig, backend: Backend, profile: ModelProfile) 
         if profile.tags is None:
             raise ValueError(f"--thinking-budget needs a reasoning model; {backend.info.model} "
                              f"has profile {profile.name} (pass --profile reasoning to insist)")
+        if config.prompt_format == "fewshot":
+            # A few-shot prompt never opens the model's thinking: the budget would never count.
+            raise ValueError("--thinking-budget closes the model's thinking, which only a chat "
+                             "format opens with the model's own template; use --format "
+                             "reasoning (or chat), or drop --thinking-budget")
         if ctx and budget >= ctx:
             raise ValueError(f"--thinking-budget {budget} does not fit the {ctx}-token context; "
                              "lower it or raise --ctx")
+        if budget >= config.gen.max_tokens:
+            raise ValueError(f"--thinking-budget {budget} is not below --max-tokens "
+                             f"{config.gen.max_tokens}: the round ends before the budget is "
+                             "spent; lower it or raise --max-tokens")
     needs_template = (config.prompt_format != "fewshot"
                       and (config.strategy == "wait" or budget is not None))
     if needs_template and not getattr(backend, "renders_served_template", True):
-        what = "--strategy wait" if config.strategy == "wait" else "--thinking-budget"
+        # --format fewshot continues plain text (fine for `wait`), but has no thinking to close.
+        what, remedy = (("--thinking-budget", "use a server that exposes it, or drop "
+                         "--thinking-budget") if budget is not None else
+                        ("--strategy wait", "use --format fewshot or another server"))
         raise ValueError(f"{what} with a chat format continues the model's own text, which "
                          f"needs the served chat template, and {backend.info.model}'s server "
-                         "exposes none (llama-server does at /props); use --format fewshot or "
-                         "another server")
+                         f"exposes none (llama-server does at /props); {remedy}")
 
 
 def learned_profile(config: RunConfig, backend: Backend,

@@ -228,3 +228,16 @@ async def test_tui_runs_after_the_one_that_revealed_reasoning_use_its_profile(
     assert second["max_tokens"] == 4096 and second["temperature"] == 0.6  # the reasoning profile
     assert profile is not None and profile.name == "reasoning"
     assert "reanswer/chat" in status  # the format the user chose is kept
+
+
+def test_budget_without_a_served_template_does_not_suggest_fewshot(tmp_path: Path) -> None:
+    # QA #7: following "use --format fewshot" ran with no budget at all.
+    server = ReasoningServer({"model": "DeepSeek-R1-Distill-Qwen-7B", "rounds": [
+        {"reasoning": ["t0 "], "content": ["14"]}]}, tmp_path)
+    try:
+        proc = mstui("run", "--backend", "openai", "--base-url", server.url, "--question", "q",
+                     "--max-rounds", "1", "--thinking-budget", "10", "--no-store")
+    finally:
+        server.stop()
+    assert_one_line_error(proc, "--thinking-budget with a chat format", "drop --thinking-budget")
+    assert "fewshot" not in proc.stderr

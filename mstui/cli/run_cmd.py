@@ -98,7 +98,8 @@ def cmd_run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     if not args.json:
         print(f"model: {run.backend.info.model} · {run.backend.info.offload_text} · "
               f"strategy {config.strategy} · policy {run.policy.spec}", file=out)
-        print(f"profile: {run.profile.describe()}", file=out)
+        print(f"profile: {run.profile.describe(config, context=run.backend.info.context_length)}",
+              file=out)
         if found is not None:
             print(found.describe(), file=out)
     if found is not None and args.json:  # the JSON lines stay rounds only; the choice goes aside

@@ -38,6 +38,12 @@ def with_header_profile(config: RunConfig) -> RunConfig:
     from mstui.engine.gguf_info import read_gguf_info
 
     info = read_gguf_info(resolve_model(config.model))
+    trained = info.context_length
+    if config.ctx is not None and trained and config.ctx > trained:
+        # llama.cpp would allocate it and warn to a log nobody sees; past the trained length
+        # the model's output degrades.
+        raise ValueError(f"--ctx {config.ctx} is above {info.path.name}'s {trained}-token "
+                         f"context (its training length); use at most --ctx {trained}")
     profile = (profile_by_name(config.profile) if config.profile != "auto"
                else detect_profile(info.chat_template, info.path.name))
     return config.with_profile(profile, model_ctx=info.context_length or None)

@@ -240,7 +240,8 @@ class ModelWorker:
         # settings, shown and changeable like any other.
         self.config = config.with_profile(profile)
         self.profile = profile
-        self.post(m.Notice(f"profile {profile.describe()}", "information"))
+        self.post(m.Notice(f"profile {profile.describe(self.config, context=self.backend.info.context_length)}",  # noqa: E501
+                           "information"))
         info = self.backend.info
         self.post(
             m.ModelReady(info.model, info.backend, info.offload_text, time.perf_counter() - started)

@@ -210,6 +210,25 @@ def test_wait_is_budget_forcing_inside_the_thinking() -> None:
     assert records[1].answer == "14" and records[1].thinking.startswith("no, it is 14")
 
 
+def _wait_prompt(prompt: str, response: str, fmt: str = "reasoning") -> str:
+    r0 = score(prompt, response)
+    prompter = Prompter(load_format(fmt), "wait", lambda m: "", tags=THINK, use_system=False)
+    return prompter.prompt(tr.QUESTION, [r0])
+
+
+def test_wait_continuation_text() -> None:  # QA #11
+    opened = "<｜User｜>Q<｜Assistant｜><think>\n"
+    # (a) the model opened <think> again after the prompt did: one tag in the continuation.
+    assert _wait_prompt(opened, "<think>\nfirst 12 \n</think>\n\n12") == \
+        opened + "first 12\nWait,"
+    # (b) the cue goes on its own line, whatever the format's own (chat's is " Wait,").
+    assert _wait_prompt(opened, "first 12 </think>12", fmt="chat") == opened + "first 12\nWait,"
+    # (c) after a budget-forced round, the thinking continues from before the budget cue.
+    cue = load_format("reasoning").budget_cue.format(close="</think>")
+    forced = "first 12, then" + cue + "The answer is 12."
+    assert _wait_prompt(opened, forced) == opened + "first 12, then\nWait,"
+
+
 def test_refine_shows_the_working_the_template_would_strip() -> None:
     first = tr.r1_response(200)
     _, backend = _run("refine", [first, "ok\n</think>\n\\boxed{14}"])

@@ -72,6 +72,12 @@ def test_length_while_thinking_is_stored_truncated_with_its_thinking(tmp_path: P
     assert stored.truncated and stored.answer is None and stored.final == ""
     assert stored.thinking.startswith("step 0") and "step 15" in stored.thinking
     assert stored.finish_reason == "length" and stored.thinking_tokens == 16
+    # `traces show` says it as `run` does (QA #12), and does not call unreported hits 0 (#16).
+    shown = mstui("traces", "show", str(run["id"]), "--db", str(db), "--no-responses")
+    assert shown.returncode == 0, shown.stderr
+    assert "answer (none: the round ended inside its thinking)" in shown.stdout
+    assert "(16 thinking)" in shown.stdout
+    assert "(cache hits not reported)" in shown.stdout and "0 cached" not in shown.stdout
 
 
 def test_reasoning_without_a_final_part_is_never_scored_from_thinking(tmp_path: Path) -> None:

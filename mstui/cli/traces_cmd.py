@@ -210,6 +210,8 @@ def cmd_list(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 def cmd_show(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """One run, round by round."""
+    from mstui.cli.run_cmd import cache_text  # as `mstui run` words it: unknown is not 0
+
     out = out or sys.stdout
     with open_existing_store(args.db) as store:
         run = store.get_run(args.run)
@@ -237,11 +239,14 @@ def cmd_show(args: argparse.Namespace, out: TextIO | None = None) -> int:
         print(f"fit used: #{run['fit_id']}", file=out)
     for r in rounds:
         shown = r.answer_text if r.answer_text is not None else "(none found)"
+        if r.truncated:  # as `mstui run` says it: not a failed extraction
+            shown = "(none: the round ended inside its thinking)"
         judge = f" · judge {r.judge}" if r.judge else ""
+        thinking = f" ({r.thinking_tokens} thinking)" if r.thinking_tokens else ""
         print(f"\n── round {r.index} ── answer {shown} {_mark(r.correct)} [{r.extraction_rule}"
-              f"{judge}] · {r.prompt_tokens} prompt tok ({r.cached_tokens} cached) · "
-              f"{r.completion_tokens} tok · {r.tokens_per_second:.0f} tok/s · {r.finish_reason}",
-              file=out)
+              f"{judge}] · {r.prompt_tokens} prompt tok ({cache_text(r)}) · "
+              f"{r.completion_tokens} tok{thinking} · {r.tokens_per_second:.0f} tok/s · "
+              f"{r.finish_reason}", file=out)
         if r.error:
             print(f"error: {r.error}", file=out)
         if r.grade_error:

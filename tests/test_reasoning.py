@@ -293,3 +293,9 @@ def test_user_cancel_during_thinking_is_cancelled_not_forced() -> None:
             record = event.record
     assert record is not None and record.finish_reason == "cancelled" and record.truncated
     assert record.answer is None and backend.calls == 1
+
+
+def test_empty_thinking_in_one_chunk_counts_no_thinking_tokens() -> None:  # QA #15
+    pieces = [Piece("<think>\n\n</think>\n\nThe answer is 14.")]
+    r = score_round(0, "Q", pieces, GenStats(10, 1, 0, "stop", 0.1, 0.5), [], tr.GOLD, tags=THINK)
+    assert r.thinking == "" and r.thinking_tokens == 0 and r.answer == "14"

@@ -68,8 +68,14 @@ class RunConfig:
             ("ctx", profile.n_ctx if profile.n_ctx is None or model_ctx is None
              else min(profile.n_ctx, model_ctx)),
         ) if not self.is_set(k)}
+        # A reasoning profile's round budget (thousands) is capped at half the context it runs
+        # in (the prompt and a `wait` continuation need the rest): a 2048-token model gets 1024.
+        ctx = chosen.get("ctx", self.ctx)
+        budget = profile.max_tokens
+        if profile.reasoning and isinstance(ctx, int):
+            budget = min(budget, max(ctx // 2, 16))
         gen = {k: v for k, v in (
-            ("max_tokens", profile.max_tokens), ("temperature", profile.temperature),
+            ("max_tokens", budget), ("temperature", profile.temperature),
             ("top_p", profile.top_p), ("top_k", profile.top_k), ("min_p", profile.min_p),
         ) if not self.is_set(k)}
         return replace(self, **chosen, gen=replace(self.gen, **gen),  # type: ignore[arg-type]

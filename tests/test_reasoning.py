@@ -100,22 +100,62 @@ def test_long_transcripts(make) -> None:  # type: ignore[no-untyped-def]
 def test_stream_classifier_matches_split_under_any_chunking(tags: ThinkTags) -> None:
     rng = random.Random(0)
     body = tr.thinking_text(300)
-    cases = [(f"{tags.open}\n{body}\n{tags.close}\n\nFinal 14", False),
-             (f"{body}\n{tags.close}\nFinal 14", True),
-             (f"{tags.open}{body}", False), ("No thinking at all, 14", False),
-             (f"  {tags.open}\n{tags.close}\n\n14", False)]
-    for text, opened in cases:
+    o, c = tags.open, tags.close
+    # (text, the prompt opened the thinking, the text closes it at most once)
+    cases = [(f"{o}\n{body}\n{c}\n\nFinal 14", False, True),
+             (f"{body}\n{c}\nFinal 14", True, True),
+             (f"{o}{body}", False, True), ("No thinking at all, 14", False, True),
+             (f"  {o}\n{c}\n\n14", False, True),
+             # Nested and repeated closing tags: thinking runs to the last one.
+             (f"{o}\nouter 12 {o}inner 13{c} still thinking, maybe 15\n{c}\n\n", False, False),
+             (f"{o}\nfirst 11\n{c}\nhmm wait, maybe 12\n{c}\n\nSo 14.", False, False),
+             (f"{body}{c}draft 12{c}{c}\n14", True, False),
+             (f"no opening tag, draft 12{c}\nfinal 14", False, False)]
+    for text, opened, once in cases:
         want = split_reasoning(text, tags, starts_in_thinking=opened)
-        for _ in range(20):
+        for n in range(21):
             cuts = sorted(rng.sample(range(1, len(text)), min(len(text) - 1, rng.randint(1, 40))))
             chunks = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+            if n == 20:
+                chunks = list(text)  # one character at a time: every tag split
             stream = ThinkingStream(tags, starts_in_thinking=opened)
             segs = stream.feed_all(chunks)
-            thinking = "".join(s.text for s in segs if s.kind == "thinking")
-            final = "".join(s.text for s in segs if s.kind == "final")
-            assert thinking.strip() == want.thinking
-            assert final.strip() == want.final.strip()
+            # The settled classification is the stored split, whatever the chunking.
+            assert stream.settle() == want
             assert stream.closed == want.closed
+            if once:  # live segments agree too when nothing later re-closes the thinking
+                thinking = "".join(s.text for s in segs if s.kind == "thinking")
+                final = "".join(s.text for s in segs if s.kind == "final")
+                assert thinking.strip() == want.thinking
+                assert final.strip() == want.final.strip()
+            # Live, the text streams whole: nothing is lost or doubled, tags aside.
+            shown = "".join(s.text for s in segs).replace(c, "").replace(o, "")
+            assert shown.lstrip() == text.replace(c, "").replace(o, "").lstrip()
+
+
+def test_split_at_the_last_closing_tag() -> None:
+    nested = split_reasoning("<think>\nouter 12 <think>inner 13</think> still thinking, "
+                             "maybe 15\n</think>\n\n")
+    assert nested.final == "" and nested.closed and "maybe 15" in nested.thinking
+    twice = split_reasoning("first 11\n</think>\nhmm wait, maybe 12\n</think>\n\nSo 14.",
+                            THINK, starts_in_thinking=True)
+    assert twice.thinking == "first 11\n</think>\nhmm wait, maybe 12" and twice.final == "So 14."
+
+
+@pytest.mark.parametrize("response", [
+    "<think>\nouter 12 <think>inner 13</think> still thinking, maybe 15\n</think>\n\n",
+    "<think>\nfirst 11\n</think>\nhmm wait, maybe 12\n</think>\n\n",
+    "<think>thinking 12 </think><think>inner 13</think>\n\n",  # reasoning field, then tags
+])
+def test_no_answer_read_from_before_a_closing_tag(response: str) -> None:
+    r = score("Q", response)
+    assert r.answer is None and r.final == "" and "</think>" not in r.final
+    assert r.correct is False and not r.truncated
+
+
+def test_answer_after_the_last_closing_tag() -> None:
+    r = score("<｜Assistant｜><think>\n", "draft 12\n</think>\nno, 13\n</think>\n\nSo 14.")
+    assert r.answer == "14" and r.correct and r.final == "So 14."
 
 
 def test_other_families_tags() -> None:
@@ -168,6 +208,25 @@ def test_wait_is_budget_forcing_inside_the_thinking() -> None:
     started = [e for e in events if isinstance(e, RoundStarted)]
     assert started[1].starts_in_thinking
     assert records[1].answer == "14" and records[1].thinking.startswith("no, it is 14")
+
+
+def _wait_prompt(prompt: str, response: str, fmt: str = "reasoning") -> str:
+    r0 = score(prompt, response)
+    prompter = Prompter(load_format(fmt), "wait", lambda m: "", tags=THINK, use_system=False)
+    return prompter.prompt(tr.QUESTION, [r0])
+
+
+def test_wait_continuation_text() -> None:  # QA #11
+    opened = "<｜User｜>Q<｜Assistant｜><think>\n"
+    # (a) the model opened <think> again after the prompt did: one tag in the continuation.
+    assert _wait_prompt(opened, "<think>\nfirst 12 \n</think>\n\n12") == \
+        opened + "first 12\nWait,"
+    # (b) the cue goes on its own line, whatever the format's own (chat's is " Wait,").
+    assert _wait_prompt(opened, "first 12 </think>12", fmt="chat") == opened + "first 12\nWait,"
+    # (c) after a budget-forced round, the thinking continues from before the budget cue.
+    cue = load_format("reasoning").budget_cue.format(close="</think>")
+    forced = "first 12, then" + cue + "The answer is 12."
+    assert _wait_prompt(opened, forced) == opened + "first 12, then\nWait,"
 
 
 def test_refine_shows_the_working_the_template_would_strip() -> None:
@@ -234,3 +293,9 @@ def test_user_cancel_during_thinking_is_cancelled_not_forced() -> None:
             record = event.record
     assert record is not None and record.finish_reason == "cancelled" and record.truncated
     assert record.answer is None and backend.calls == 1
+
+
+def test_empty_thinking_in_one_chunk_counts_no_thinking_tokens() -> None:  # QA #15
+    pieces = [Piece("<think>\n\n</think>\n\nThe answer is 14.")]
+    r = score_round(0, "Q", pieces, GenStats(10, 1, 0, "stop", 0.1, 0.5), [], tr.GOLD, tags=THINK)
+    assert r.thinking == "" and r.thinking_tokens == 0 and r.answer == "14"

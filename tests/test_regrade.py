@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import sqlite3
@@ -196,3 +197,83 @@ def test_cli_show_prints_judge_and_raw_gold(tmp_path: Path) -> None:
     text = out.getvalue()
     assert "gold: 14916 (as given: 14{,}916)" in text
     assert "judge timeout" in text and "grading: took too long" in text
+
+
+# ---- rounds stored whole, before thinking and final parts were split (QA #2, #13) ------------
+
+# The issue's input: an R1 response whose prompt opened <think>, so it carries only </think>.
+T_NO_OPEN = ("Let me compute. 3 bags of 4 is 12. I think the answer is 12... wait, he also "
+             "finds 2 more, so 14.\n</think>\n\nSo Sam has 14 apples.")
+
+
+def test_regrade_splits_a_round_stored_whole_and_reads_the_final_part(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    with Store(db) as store:
+        # Stored as main stored it before m003: no final part, the answer read from the thinking.
+        run_id = add_run(store, "14", [old_round(0, T_NO_OPEN, "12", False),
+                                       old_round(1, "A plain round: the answer is 14.", "14",
+                                                 True)])
+        assert store.rounds_of(run_id)[0].final is None
+        report = regrade(store, grader=Grader(workers=1))
+        r0, r1 = store.rounds_of(run_id)
+        run = store.get_run(run_id)
+    assert report.changed == 1
+    assert r0.answer == "14" and r0.correct is True and r0.final == "So Sam has 14 apples."
+    assert r0.thinking.startswith("Let me compute") and not r0.truncated
+    assert r1.final is None and r1.answer == "14"  # a plain round stays whole
+    assert run["final_correct"] == 1
+
+
+def test_regrade_marks_an_unclosed_round_after_an_opening_prompt_truncated(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    with Store(db) as store:
+        cut = dataclasses.replace(old_round(0, "I think the answer is 14 but let me", "14", True),
+                                  prompt="<｜User｜>q<｜Assistant｜><think>\n",
+                                  finish_reason="length")
+        run_id = add_run(store, "14", [cut])
+        regrade(store, grader=Grader(workers=1))
+        r = store.rounds_of(run_id)[0]
+    assert r.truncated and r.answer is None and r.correct is False and r.final == ""
+
+
+def _schema2_with_a_whole_round(path: Path) -> None:
+    """A trace file as mstui wrote it before m003_reasoning: one run, one R1 round."""
+    from sqlite_utils import Database
+
+    from mstui.store.schema import migrate
+
+    db = Database(path)
+    migrate(db, upto=2)
+    db.execute("INSERT INTO runs (id, uuid, started_at, status, question, max_rounds, gold, "
+               "model, problem_set, strategy, final_round, final_answer, final_answer_text, "
+               "final_correct) VALUES (1, 'u', '2025-01-01T00:00:00', 'finished', 'Sam?', 1, "
+               "'14', 'r1.gguf', 'adhoc', 'reanswer', 0, '12', '12', 0)")
+    db.execute("INSERT INTO rounds (run_id, idx, prompt, response, answer, answer_text, "
+               "extraction_rule, correct, finish_reason, created_at) VALUES (1, 0, 'q', ?, "
+               "'12', '12', 'answer-is', 0, 'stop', '2025-01-01T00:00:01')", [T_NO_OPEN])
+    db.conn.commit()
+    db.close()
+
+
+def test_upgrade_says_what_it_did_and_splits_old_rounds(tmp_path: Path) -> None:
+    from mstui.store.schema import SCHEMA_VERSION
+
+    db = tmp_path / "old.db"
+    _schema2_with_a_whole_round(db)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["traces", "upgrade", "--db", str(db)]) == 0
+    text = out.getvalue()
+    assert f"upgraded from schema 2 to {SCHEMA_VERSION}" in text and "up to date" not in text
+    assert "1 round(s) in 1 run(s)" in text and "1 label(s) changed" in text
+    with Store(db) as store:
+        r = store.rounds_of(1)[0]
+        run = store.get_run(1)
+        history = grade_history(store, 1)
+    assert r.answer == "14" and r.correct is True and r.final == "So Sam has 14 apples."
+    assert run["final_correct"] == 1 and run["final_answer"] == "14"
+    assert history[0]["answer"] == "12"  # the old reading is kept
+    again = io.StringIO()
+    with contextlib.redirect_stdout(again):
+        assert main(["traces", "upgrade", "--db", str(db)]) == 0
+    assert again.getvalue().strip() == f"{db}: schema {SCHEMA_VERSION} (up to date)"

@@ -72,6 +72,12 @@ def test_length_while_thinking_is_stored_truncated_with_its_thinking(tmp_path: P
     assert stored.truncated and stored.answer is None and stored.final == ""
     assert stored.thinking.startswith("step 0") and "step 15" in stored.thinking
     assert stored.finish_reason == "length" and stored.thinking_tokens == 16
+    # `traces show` says it as `run` does (QA #12), and does not call unreported hits 0 (#16).
+    shown = mstui("traces", "show", str(run["id"]), "--db", str(db), "--no-responses")
+    assert shown.returncode == 0, shown.stderr
+    assert "answer (none: the round ended inside its thinking)" in shown.stdout
+    assert "(16 thinking)" in shown.stdout
+    assert "(cache hits not reported)" in shown.stdout and "0 cached" not in shown.stdout
 
 
 def test_reasoning_without_a_final_part_is_never_scored_from_thinking(tmp_path: Path) -> None:
@@ -84,6 +90,26 @@ def test_reasoning_without_a_final_part_is_never_scored_from_thinking(tmp_path: 
         server.stop()
     record = next(e.record for e in events if isinstance(e, RoundFinished))
     assert record.truncated and record.answer is None and record.finish_reason == "stop"
+
+
+@pytest.mark.parametrize("script", [
+    # QA #9: thinking in the reasoning field, then more think tags in the content.
+    {"reasoning": ["thinking 12 "], "content": ["<think>inner 13</think>\n\n"]},
+    # QA #1: nested and repeated closing tags in the content.
+    {"content": ["<think>\nouter 12 <think>inner 13</think> still thinking, maybe 15\n",
+                 "</think>\n\n"]},
+    {"content": ["<think>\nfirst 11\n</th", "ink>\nhmm wait, maybe 12\n</think>\n\n"]},
+])
+def test_no_answer_from_text_before_the_last_closing_tag(script: dict[str, object],
+                                                          tmp_path: Path) -> None:
+    server = ReasoningServer({"model": "qa-model", "rounds": [script]}, tmp_path)
+    try:
+        events = play(OpenAIBackend(server.url), fmt="chat")
+    finally:
+        server.stop()
+    record = next(e.record for e in events if isinstance(e, RoundFinished))
+    assert record.answer is None and record.final == "" and record.correct is False
+    assert "</think>" not in (record.final or "")
 
 
 def test_long_r1_transcript_through_the_server(tmp_path: Path) -> None:
@@ -153,3 +179,71 @@ def test_cancel_while_thinking_streams(tmp_path: Path) -> None:
         server.stop()
     assert record is not None and record.finish_reason == "cancelled" and record.truncated
     assert record.answer is None and record.thinking
+
+
+# ---- a server that streams reasoning under a generic name (QA #3) ----------------------------
+
+GENERIC = {"model": "served-model", "rounds": [
+    {"reasoning": ["thinking 12 "] * 3, "content": ["\n\nThe answer is \\boxed{14}."]}]}
+
+
+def test_run_says_a_generic_server_is_a_reasoning_model(tmp_path: Path) -> None:
+    server = ReasoningServer(GENERIC, tmp_path)
+    try:
+        proc = mstui("run", "--backend", "openai", "--base-url", server.url, "--question",
+                     tr.QUESTION, "--gold", "14", "--max-rounds", "1", "--format", "chat",
+                     "--no-store")
+    finally:
+        server.stop()
+    assert proc.returncode == 0, proc.stderr
+    assert "profile: plain" in proc.stdout  # nothing told it before the first round
+    note = next(line for line in proc.stderr.splitlines() if "reasoning model" in line)
+    assert "served-model is a reasoning model (the server streamed its thinking in a reasoning " \
+           "field), but this run used the plain profile" in note
+    assert "pass --profile reasoning" in note and "4096 tok/round" in note
+    assert "answer 14" in proc.stdout  # the thinking was split off all the same
+
+
+async def test_tui_runs_after_the_one_that_revealed_reasoning_use_its_profile(
+    tmp_path: Path,
+) -> None:
+    from mstui.config import RunConfig
+    from mstui.ui.app import make_app
+    from tests.test_ui_live import SIZE, text_of, wait_for
+
+    server = ReasoningServer(GENERIC, tmp_path)
+    try:
+        config = RunConfig(backend="openai", base_url=server.url, max_rounds=1, policy="fixed",
+                           prompt_format="chat",
+                           explicit=frozenset({"prompt_format"})).validate()
+        app = make_app(config, db_path=None, auto_policy=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.worker.backend is not None, timeout=30)
+            for n in (1, 2):
+                await pilot.press("slash", *"What is 13 + 1?", "enter")
+                await wait_for(pilot, lambda n=n: len(app.live.records) == 1 and
+                               not app.worker.busy and len(server.requests()) == n, timeout=20)
+                await pilot.pause(0.1)
+            status = text_of(app.live.query_one("#status"))
+            profile = app.worker.profile
+        requests = server.requests()
+    finally:
+        server.stop()
+    first, second = (r["body"] for r in requests)
+    assert first["max_tokens"] == 256 and first["temperature"] == 0.7
+    assert second["max_tokens"] == 4096 and second["temperature"] == 0.6  # the reasoning profile
+    assert profile is not None and profile.name == "reasoning"
+    assert "reanswer/chat" in status  # the format the user chose is kept
+
+
+def test_budget_without_a_served_template_does_not_suggest_fewshot(tmp_path: Path) -> None:
+    # QA #7: following "use --format fewshot" ran with no budget at all.
+    server = ReasoningServer({"model": "DeepSeek-R1-Distill-Qwen-7B", "rounds": [
+        {"reasoning": ["t0 "], "content": ["14"]}]}, tmp_path)
+    try:
+        proc = mstui("run", "--backend", "openai", "--base-url", server.url, "--question", "q",
+                     "--max-rounds", "1", "--thinking-budget", "10", "--no-store")
+    finally:
+        server.stop()
+    assert_one_line_error(proc, "--thinking-budget with a chat format", "drop --thinking-budget")
+    assert "fewshot" not in proc.stderr

@@ -133,6 +133,10 @@ def test_unrenderable_template_is_one_line(tmp_path: Path) -> None:
     broken = write_tiny_llama(tmp_path / "broken.gguf", chat_template="{% for m in messages %}")
     proc = mstui("run", "--model", str(broken), "--question", "hi", "--no-store")
     assert_one_line_error(proc, "chat template in broken.gguf does not parse")
+    # Not even --format fewshot loads it in-process: the error says so, and does not offer it.
+    proc = mstui("run", "--model", str(broken), "--question", "hi", "--no-store",
+                 "--format", "fewshot")
+    assert_one_line_error(proc, "does not parse", "whatever --format", "fix tokenizer")
     # One that parses but fails on these messages: the chat format refuses in one line, too.
     proc = mstui("run", "--model", str(tmp_path / "bad.gguf"), "--question", "hi", "--no-store",
                  "--format", "chat", "--max-tokens", "2")
@@ -167,3 +171,88 @@ def test_cli_picks_the_reasoning_profile_and_keeps_what_the_user_set(tmp_path: P
     plain = mstui("run", "--model", str(path), "--question", QUESTION, "--max-rounds", "1",
                   "--max-tokens", "4", "--format", "fewshot", "--profile", "plain", "--no-store")
     assert plain.returncode == 0 and "profile: plain" in plain.stdout
+
+
+def test_template_refusal_names_the_template_and_the_remedy(tmp_path: Path) -> None:
+    # QA #5: the template's raise_exception text alone ("no system role") said neither.
+    refusing = write_tiny_llama(
+        tmp_path / "refuses.gguf",
+        chat_template="{{ raise_exception('no system role') }}<think></think>")
+    proc = mstui("run", "--model", str(refusing), "--question", "hi", "--no-store",
+                 "--format", "chat", "--max-tokens", "2")
+    assert_one_line_error(proc, "the chat template refuses these messages (no system role)",
+                          "--format fewshot")
+
+
+@pytest.mark.parametrize(("name", "args"), [
+    ("notemplate.gguf", ["--format", "chat"]),
+    ("notemplate.gguf", ["--format", "reasoning"]),
+    # Named like R1, so its profile asks for the reasoning format: no foreign ChatML instead.
+    ("DeepSeek-R1-Distill-Qwen-7B-notmpl.gguf", []),
+])
+def test_a_gguf_without_a_chat_template_gets_no_foreign_one(tmp_path: Path, name: str,
+                                                            args: list[str]) -> None:
+    path = write_tiny_llama(tmp_path / name, chat_template=None)
+    db = tmp_path / "t.db"
+    proc = mstui("run", "--model", str(path), "--question", QUESTION, "--max-tokens", "4",
+                 "--max-rounds", "1", *args, db=db)
+    assert_one_line_error(proc, f"{name} has no chat template", "use --format fewshot")
+    assert not db.exists() or "im_start" not in db.read_bytes().decode("utf-8", "replace")
+    fewshot = mstui("run", "--model", str(path), "--question", QUESTION, "--max-tokens", "4",
+                    "--max-rounds", "1", "--format", "fewshot", "--no-store")
+    assert fewshot.returncode == 0, fewshot.stderr
+
+
+@pytest.fixture(scope="module")
+def r1_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    t = TEMPLATES["r1-distill-qwen"]
+    return write_tiny_llama(tmp_path_factory.mktemp("r1") / "r1-distill-qwen.gguf",
+                            chat_template=t.text(), bos=t.bos, eos=t.eos, specials=t.specials,
+                            add_bos=t.add_bos, n_ctx=32768)
+
+
+@pytest.mark.parametrize(("args", "needles"), [
+    # QA #7: a few-shot prompt never opens the thinking, so the budget would never count.
+    (["--format", "fewshot", "--thinking-budget", "10", "--max-tokens", "40"],
+     ["--thinking-budget closes the model's thinking", "--format reasoning"]),
+    # QA #10: the budget must be reachable: below --max-tokens, and room after the prompt.
+    (["--thinking-budget", "10000", "--max-tokens", "500"],
+     ["--thinking-budget 10000 is not below --max-tokens 500"]),
+    (["--thinking-budget", "100", "--ctx", "150", "--max-tokens", "120"],
+     ["--thinking-budget 100 do not fit the 150-token context", "lower --thinking-budget to "
+      "at most"]),
+    # QA #17: a context past the model's own.
+    (["--ctx", "999999"], ["--ctx 999999 is above r1-distill-qwen.gguf's 32768-token context",
+                           "use at most --ctx 32768"]),
+])
+def test_settings_that_cannot_act_are_refused(r1_gguf: Path, args: list[str],
+                                              needles: list[str]) -> None:
+    proc = mstui("run", "--model", str(r1_gguf), "--question", QUESTION, "--max-rounds", "1",
+                 "--no-store", *args)
+    assert_one_line_error(proc, *needles)
+
+
+def test_profile_line_shows_the_settings_used(r1_gguf: Path, tmp_path: Path) -> None:
+    # QA #8: the line said "format reasoning, ctx 16384, T 0.6 … top-k 40" whatever was set.
+    proc = mstui("run", "--model", str(r1_gguf), "--temperature", "0.2", "--top-k", "7", "--ctx",
+                 "3000", "--format", "chat", "--question", QUESTION, "--max-rounds", "1",
+                 "--max-tokens", "4", "--no-store")
+    assert proc.returncode == 0, proc.stderr
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("profile: "))
+    assert "format chat, no system prompt, 4 tok/round, ctx 3000, T 0.2" in line
+    assert "top-k 7" in line and "yours: format, ctx, tok/round, T, top-k" in line
+    named = mstui("run", "--model", str(r1_gguf), "--profile", "qwen3", "--question", QUESTION,
+                  "--max-rounds", "1", "--max-tokens", "4", "--no-store")
+    assert named.returncode == 0, named.stderr
+    assert "(chosen with --profile)" in named.stdout and "()" not in named.stdout
+    # The reasoning format sends no system prompt, whichever family (QwQ's and Qwen3's too).
+    assert "format reasoning, no system prompt" in named.stdout
+
+
+def test_models_caps_the_round_budget_by_a_small_context(tmp_path: Path) -> None:
+    t = TEMPLATES["r1-distill-qwen"]
+    small = write_tiny_llama(tmp_path / "r1small.gguf", chat_template=t.text(), bos=t.bos,
+                             eos=t.eos, specials=t.specials, add_bos=t.add_bos, n_ctx=2048)
+    listed = mstui("models", str(small), "--models-dir", str(tmp_path / "none"))
+    assert listed.returncode == 0, listed.stderr
+    assert "1024 tok/round, ctx 2048" in listed.stdout  # not "4096 tok/round, ctx 16384"

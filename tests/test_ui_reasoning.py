@@ -166,6 +166,25 @@ async def test_a_round_that_ends_inside_its_thinking_says_so(tmp_path: Path) -> 
         assert "none (ended inside its thinking)" in text_of(app.live.query_one("#round-stats"))
 
 
+async def test_a_second_closing_tag_moves_the_text_before_it_into_the_thinking(
+    tmp_path: Path,
+) -> None:
+    # Live, the text after the first </think> streams as final (the stream cannot know another
+    # will come); at the round's end the view is redrawn from the record, which splits at the
+    # last one, so "maybe 41" is thinking and the final part is the answer alone.
+    response = thinking_text(50) + "\n</think>\nhmm, wait, maybe 41\n</think>\n\n" + FINAL
+    app = reasoning_app(tmp_path / "t.db", [response])
+    async with app.run_test(size=SIZE) as pilot:
+        await ask(pilot, app)
+        await wait_for(pilot, lambda: not app.worker.busy and app.live.records)
+        await pilot.pause(0.05)
+        r = app.live.records[-1]
+        assert r.answer == "42" and r.final == FINAL and "maybe 41" in r.thinking
+        view = app.live.query_one(StreamView)
+        assert view.final.strip() == FINAL and view.thinking.strip() == r.thinking
+        assert "maybe 41" not in "\n".join(screen_rows(view))  # folded away with the thinking
+
+
 async def test_a_plain_round_has_no_fold_line(tmp_path: Path) -> None:
     app = make_app(
         RunConfig(max_rounds=1, policy="fixed"),
@@ -213,3 +232,19 @@ async def test_replay_shows_a_stored_reasoning_round_folded(tmp_path: Path) -> N
         assert screen_rows(view)[0] == f"▸ thinking · {r1.thinking_tokens:,} tok  (z: unfold)"
         await pilot.press("z")
         assert screen_rows(view)[1].startswith(SENTENCES[0])
+
+
+async def test_status_bar_shows_the_format_the_profile_picked(tmp_path: Path) -> None:
+    # QA #6: the app's own config still says fewshot (the profile is applied on the worker
+    # thread after load); the status bar shows what runs use.
+    app = make_app(RunConfig(max_rounds=1, policy="fixed"), db_path=None, auto_policy=False,
+                   backend_factory=lambda c: ScriptedBackend([FINAL], chat_template=R1_TEMPLATE))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.worker.backend is not None)
+        await pilot.pause(0.05)
+        assert app.config.prompt_format == "fewshot"
+        assert "reanswer/reasoning" in text_of(app.live.query_one("#status"))
+        await ask(pilot, app)
+        await wait_for(pilot, lambda: not app.worker.busy and app.live.records)
+        assert app.live.records[-1].prompt.endswith("<｜Assistant｜><think>\n")
+        assert "reanswer/reasoning" in text_of(app.live.query_one("#status"))

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from mstui.config import RunConfig
 from mstui.core.profiles import detect_profile
 from mstui.engine.errors import ModelError
 from mstui.engine.gguf_info import read_gguf_info
@@ -14,7 +15,7 @@ from mstui.engine.models import list_model_files
 
 def cmd_models(args: argparse.Namespace) -> int:
     """Print one row per model; unreadable files are listed with the reason, not skipped."""
-    from mstui.engine.llama_backend import gpu_offload_supported
+    from mstui.engine.llama_backend import DEFAULT_CTX, gpu_offload_supported
 
     paths = list_model_files(Path(args.models_dir)) + [Path(p) for p in args.paths]
     gpu = gpu_offload_supported()
@@ -23,11 +24,16 @@ def cmd_models(args: argparse.Namespace) -> int:
         try:
             info = read_gguf_info(path)
             profile = detect_profile(info.chat_template, path.name)
+            # The settings a run of this file would use: the profile's, capped by its context.
+            used = RunConfig(model=str(path), explicit=frozenset()).with_profile(
+                profile, model_ctx=info.context_length or None)
             rows.append({"file": str(path), "size": info.size_text, "size_bytes": info.size_bytes,
                          "architecture": info.architecture, "quantization": info.quantization,
                          "context": info.context_length, "layers": info.block_count,
                          "profile": profile.name, "reasoning": profile.reasoning,
-                         "profile_why": profile.why, "profile_text": profile.describe(),
+                         "profile_why": profile.why, "profile_text": profile.describe(
+                             used, context=used.ctx or min(info.context_length or DEFAULT_CTX,
+                                                           DEFAULT_CTX)),
                          "error": None})
         except ModelError as exc:
             rows.append({"file": str(path), "error": str(exc)})

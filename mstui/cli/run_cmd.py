@@ -98,7 +98,8 @@ def cmd_run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     if not args.json:
         print(f"model: {run.backend.info.model} · {run.backend.info.offload_text} · "
               f"strategy {config.strategy} · policy {run.policy.spec}", file=out)
-        print(f"profile: {run.profile.describe()}", file=out)
+        print(f"profile: {run.profile.describe(config, context=run.backend.info.context_length)}",
+              file=out)
         if found is not None:
             print(found.describe(), file=out)
     if found is not None and args.json:  # the JSON lines stay rounds only; the choice goes aside
@@ -174,6 +175,11 @@ def degrade_notes(backend: object, config: RunConfig,
     if getattr(backend, "usage_reported", None) is False:
         notes.append("the server reported no token usage; token counts are estimated locally "
                      "(completion: streamed pieces, prompt: characters / 4)")
+    from mstui.runner import learned_note
+
+    learned = learned_note(config, backend, rounds, next_runs=False)  # type: ignore[arg-type]
+    if learned:
+        notes.append(learned)
     found = [r for r in rounds if r.answer is not None]
     if config.gen.logprobs and found and all(r.observation.logprob is None for r in found):
         notes.append("--logprobs was asked for but the backend returned none; the belief runs "

@@ -99,11 +99,28 @@ def register(sub: Any) -> None:
 
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
-    """Migrate an existing mstui trace store (never creates one, refuses foreign files)."""
+    """Migrate an existing mstui trace store (never creates one, refuses foreign files), then
+    split the rounds stored whole before thinking and final parts were (m003_reasoning added the
+    columns but could not fill them): their answers are re-read from the final part."""
+    from mstui.store.regrade import regrade, unsplit_runs
     from mstui.store.schema import SCHEMA_VERSION
 
     with open_existing_store(args.db, readonly=False) as store:
-        print(f"{store.path}: schema {SCHEMA_VERSION} (up to date)")
+        before = store.schema_on_open
+        if before < SCHEMA_VERSION:
+            print(f"{store.path}: upgraded from schema {before} to {SCHEMA_VERSION}")
+        else:
+            print(f"{store.path}: schema {SCHEMA_VERSION} (up to date)")
+        run_ids, rounds = unsplit_runs(store)
+        if run_ids:
+            from mstui.core.grading import default_grader
+
+            report = regrade(store, grader=default_grader(), run_ids=run_ids)
+            stale = (f"; fits made stale: {', '.join(f'#{i}' for i in report.stale_fits)}"
+                     if report.stale_fits else "")
+            print(f"{store.path}: {rounds} round(s) in {len(run_ids)} run(s) held thinking stored "
+                  f"as one text: split into thinking and final, answers re-read from the final "
+                  f"part ({report.changed} label(s) changed, old ones in grade_history){stale}")
     return 0
 
 
@@ -194,6 +211,8 @@ def cmd_list(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 def cmd_show(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """One run, round by round."""
+    from mstui.cli.run_cmd import cache_text  # as `mstui run` words it: unknown is not 0
+
     out = out or sys.stdout
     with open_existing_store(args.db) as store:
         run = store.get_run(args.run)
@@ -221,12 +240,14 @@ def cmd_show(args: argparse.Namespace, out: TextIO | None = None) -> int:
         print(f"fit used: #{run['fit_id']}", file=out)
     for r in rounds:
         shown = r.answer_text if r.answer_text is not None else "(none found)"
+        if r.truncated:  # as `mstui run` says it: not a failed extraction
+            shown = "(none: the round ended inside its thinking)"
         judge = f" · judge {r.judge}" if r.judge else ""
+        thinking = f" ({r.thinking_tokens} thinking)" if r.thinking_tokens else ""
         print(f"\n── round {r.index} ── answer {shown} {_mark(r.correct)} [{r.extraction_rule}"
-              f"{judge}] · {r.prompt_tokens} prompt tok ({r.cached_tokens} cached) · "
-              f"{r.completion_tokens} tok · {r.tokens_per_second:.0f} tok/s · "
-              f"{finish_text(r.finish_reason)}",
-              file=out)
+              f"{judge}] · {r.prompt_tokens} prompt tok ({cache_text(r)}) · "
+              f"{r.completion_tokens} tok{thinking} · {r.tokens_per_second:.0f} tok/s · "
+              f"{finish_text(r.finish_reason)}", file=out)
         if r.error:
             print(f"error: {r.error}", file=out)
         if r.grade_error:

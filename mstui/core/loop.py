@@ -145,7 +145,10 @@ def score_round(
     logprob = None
     if ext.answer is not None and any(p.logprob is not None for p in pieces):
         logprob = span_logprob([(p.text, p.logprob) for p in pieces], ext.start, ext.end)
-    thinking_tokens = _pieces_before(pieces, split.thinking_end) if split.has_thinking else 0
+    # Pieces that start inside the thinking; an empty thinking (Qwen3's no-think, a server that
+    # sent "<think></think>answer" in one chunk) has none, whatever chunk carried its tags.
+    thinking_tokens = (_pieces_before(pieces, split.thinking_end)
+                       if split.has_thinking and split.thinking else 0)
     # The extracted text as written, not its normalized form: the grader normalizes once. A
     # cancelled or failed round is never a label (it has no answer), so it is never graded and
     # a cancel never waits on Math-Verify.

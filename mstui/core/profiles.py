@@ -8,7 +8,8 @@ temperature 0.6, top-p 0.95, top-k 20, min-p 0 (never greedy: it loops).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Protocol
 
 from mstui.core.reasoning import ThinkTags, find_tags
 
@@ -36,16 +37,68 @@ class ModelProfile:
     min_p: float
     why: str = ""
 
-    def describe(self) -> str:
-        """One line: the profile, its defaults, and why it was picked."""
-        if not self.reasoning:
-            return f"{self.name} ({self.why})" if self.why else self.name
-        tags = f"{self.tags.open}…{self.tags.close}" if self.tags else "reasoning stream"
-        return (f"{self.name}: thinks in {tags}; format {self.prompt_format}, "
-                f"{'no ' if not self.use_system else ''}system prompt, "
-                f"{self.max_tokens} tok/round, "
-                f"ctx {self.n_ctx}, T {self.temperature:g} top-p {self.top_p:g} "
-                f"top-k {self.top_k} min-p {self.min_p:g} ({self.why})")
+    def describe(self, used: RunSettings | None = None, *, context: int | None = None) -> str:
+        """One line: the profile, the settings runs use, and why it was picked.
+
+        `used` (a RunConfig with this profile applied) gives the settings as they run, after
+        the user's options and the cap by the model's context; without it the profile's own
+        defaults are shown. `context` is the context actually loaded, where known.
+        """
+        why = f" ({self.why})" if self.why else ""
+        if not self.reasoning and used is None:
+            return f"{self.name}{why}"
+        fmt = used.prompt_format if used is not None else self.prompt_format
+        gen = used.gen if used is not None else self
+        ctx = context or (used.ctx if used is not None else self.n_ctx)
+        tags = (f"thinks in {self.tags.open}…{self.tags.close}; " if self.tags
+                else "reasoning stream; " if self.reasoning else "")
+        from mstui.core.prompts import load_format
+
+        try:
+            shape = load_format(fmt)
+        except ValueError:
+            shape = None
+        if shape is None or shape.kind != "chat":
+            system = ""  # a completion prompt has no turns
+        elif shape.system and self.use_system:
+            system = ", system prompt"
+        else:
+            system = ", no system prompt"
+        mine = ""
+        if used is not None:
+            named = {"prompt_format": "format", "ctx": "ctx", "max_tokens": "tok/round",
+                     "temperature": "T", "top_p": "top-p", "top_k": "top-k", "min_p": "min-p"}
+            chosen = [label for key, label in named.items() if used.is_set(key)]
+            mine = f"; yours: {', '.join(chosen)}" if chosen else ""
+        return (f"{self.name}: {tags}format {fmt}{system}, {gen.max_tokens} tok/round, "
+                f"ctx {ctx if ctx else 'the model’s'}, T {gen.temperature:g} top-p "
+                f"{gen.top_p:g} top-k {gen.top_k} min-p {gen.min_p:g}{mine}{why}")
+
+
+class _Sampling(Protocol):
+    @property
+    def max_tokens(self) -> int: ...
+    @property
+    def temperature(self) -> float: ...
+    @property
+    def top_p(self) -> float: ...
+    @property
+    def top_k(self) -> int: ...
+    @property
+    def min_p(self) -> float: ...
+
+
+class RunSettings(Protocol):
+    """What `describe` reads of a RunConfig (mstui.config imports this module)."""
+
+    @property
+    def prompt_format(self) -> str: ...
+    @property
+    def ctx(self) -> int | None: ...
+    @property
+    def gen(self) -> _Sampling: ...
+
+    def is_set(self, name: str) -> bool: ...
 
 
 PLAIN = ModelProfile(
@@ -73,7 +126,7 @@ PROFILES: dict[str, ModelProfile] = {
 def profile_by_name(name: str) -> ModelProfile:
     """A profile by name; a one-line ValueError for an unknown one."""
     try:
-        return PROFILES[name]
+        return replace(PROFILES[name], why="chosen with --profile")
     except KeyError:
         raise ValueError(f"unknown profile {name!r}; choose auto or one of: "
                          f"{', '.join(PROFILES)}") from None
@@ -85,8 +138,6 @@ def detect_profile(chat_template: str | None, model_name: str = "", *,
 
     A server that streams `reasoning_content` marks a reasoning model even without a template.
     """
-    from dataclasses import replace
-
     template = chat_template or ""
     tags = find_tags(template)
     if tags is not None:

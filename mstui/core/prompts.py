@@ -152,12 +152,23 @@ class Prompter:
         return self._chat(body) if self.fmt.kind == "chat" else self._completion(body)
 
     def _wait(self, last: RoundRecord) -> str:
-        split = split_reasoning(last.response, self.tags,
-                                starts_in_thinking=prompt_opens_thinking(last.prompt, self.tags))
+        opened = prompt_opens_thinking(last.prompt, self.tags)
+        split = split_reasoning(last.response, self.tags, starts_in_thinking=opened)
         if self.tags is not None and split.has_thinking:
             # Budget forcing: keep the raw thinking (opening tag included), drop the closing tag
             # and the final part, and continue inside the thinking.
-            return last.prompt + last.response[: split.thinking_end].rstrip() + self.fmt.wait
+            thinking = last.response[: split.thinking_end].rstrip()
+            if opened and thinking.lstrip().startswith(self.tags.open):
+                # The prompt opened the thinking and the model opened it again: one tag.
+                thinking = thinking.lstrip()[len(self.tags.open):].lstrip()
+            # A round whose budget was spent ends its thinking with the cue that closed it
+            # ("I am out of thinking time…"); continuing after it would contradict it.
+            cue = self.fmt.budget_cue.format(close=self.tags.close)
+            said = cue[: cue.find(self.tags.close)].strip()
+            if said and thinking.endswith(said):
+                thinking = thinking[: -len(said)].rstrip()
+            # The cue goes on its own line inside the thinking, whatever the format's own cue.
+            return last.prompt + thinking + "\n" + self.fmt.wait.lstrip()
         return last.prompt + last.response + self.fmt.wait
 
     def _refine_shown(self, question: str, last: RoundRecord) -> str:

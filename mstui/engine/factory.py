@@ -12,7 +12,10 @@ def backend_profile(config: RunConfig, backend: Backend) -> ModelProfile:
     """The profile a config names, or the one detected from the backend's chat template."""
     if config.profile != "auto":
         return profile_by_name(config.profile)
-    return detect_profile(getattr(backend, "chat_template", None), backend.info.model)
+    # A server that has streamed a reasoning field marks a reasoning model even under a generic
+    # name (a later run on the same backend, after runner.learned_profile said so).
+    return detect_profile(getattr(backend, "chat_template", None), backend.info.model,
+                          streams_reasoning=getattr(backend, "streams_reasoning", False))
 
 
 def load(config: RunConfig) -> tuple[Backend, RunConfig, ModelProfile]:
@@ -35,6 +38,12 @@ def with_header_profile(config: RunConfig) -> RunConfig:
     from mstui.engine.gguf_info import read_gguf_info
 
     info = read_gguf_info(resolve_model(config.model))
+    trained = info.context_length
+    if config.ctx is not None and trained and config.ctx > trained:
+        # llama.cpp would allocate it and warn to a log nobody sees; past the trained length
+        # the model's output degrades.
+        raise ValueError(f"--ctx {config.ctx} is above {info.path.name}'s {trained}-token "
+                         f"context (its training length); use at most --ctx {trained}")
     profile = (profile_by_name(config.profile) if config.profile != "auto"
                else detect_profile(info.chat_template, info.path.name))
     return config.with_profile(profile, model_ctx=info.context_length or None)

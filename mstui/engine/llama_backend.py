@@ -23,7 +23,7 @@ from mstui.core.backend import (
 )
 from mstui.engine.errors import ModelError
 from mstui.engine.gguf_info import GGUFInfo, available_memory_bytes, read_gguf_info
-from mstui.engine.templates import render_chat_template
+from mstui.engine.templates import TemplateError, render_chat_template
 
 DEFAULT_CTX = 4096
 _OFFLOAD_RE = re.compile(r"offloaded (\d+)/(\d+) layers to GPU")
@@ -95,9 +95,13 @@ class LlamaBackend:
                 )
         except Exception as exc:
             if type(exc).__name__ == "TemplateSyntaxError":  # llama-cpp-python compiles it
+                # llama-cpp-python compiles every template on load, so no --format avoids it
+                # in-process (a server that loads the file takes --format fewshot).
                 raise ModelError(f"the chat template in {self.gguf.path.name} does not parse "
-                                 f"({' '.join(str(exc).split())}); fix tokenizer.chat_template "
-                                 "(gguf's gguf_new_metadata.py) or use another file") from None
+                                 f"({' '.join(str(exc).split())}), and llama-cpp-python cannot "
+                                 "load a file whose template does not parse, whatever --format; "
+                                 "fix tokenizer.chat_template (gguf's gguf_new_metadata.py) or "
+                                 "use another file") from None
             raise ModelError(f"llama.cpp could not load {self.gguf.path} ({exc}); check the file "
                              "or try a smaller model / fewer --gpu-layers") from None
         self.llm.verbose = False  # silence per-call prints ("prefix-match hit" etc.)
@@ -153,11 +157,13 @@ class LlamaBackend:
 
     def render_chat(self, messages: Sequence[ChatMessage]) -> str:
         """Apply the GGUF's own chat template (without the BOS text: tokenizing adds the BOS
-        token); a plain ChatML rendering when the file has none. TemplateError (one line)
-        when the template cannot be rendered."""
+        token). TemplateError (one line) when the template cannot be rendered, or when the file
+        has none: a foreign template (ChatML, say) would give an R1 model none of its turns or
+        its opening <think>, and the rounds would be scored as if it had."""
         if not self.chat_template:
-            parts = [f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages]
-            return "".join(parts) + "<|im_start|>assistant\n"
+            raise TemplateError(f"{self.gguf.path.name} has no chat template "
+                                "(tokenizer.chat_template), so a chat format cannot use the "
+                                "model's own; use --format fewshot")
         return render_chat_template(self.chat_template, messages,
                                     bos_token=self._token_text(self.llm.token_bos()),
                                     eos_token=self._token_text(self.llm.token_eos()))

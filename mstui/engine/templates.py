@@ -23,8 +23,12 @@ class TemplateError(ValueError):
     """The chat template cannot be rendered for these messages (one line, says what to do)."""
 
 
+class _Refused(TemplateError):
+    """The template's own `raise_exception(...)`: it refuses these messages."""
+
+
 def _raise(message: str) -> NoReturn:
-    raise TemplateError(message)
+    raise _Refused(message)
 
 
 @lru_cache(maxsize=8)
@@ -57,13 +61,20 @@ def render_chat_template(template: str, messages: Sequence[ChatMessage], *, bos_
     compiled = _compile(template)
     turns = [dict(m) for m in messages]
     try:
-        text = _render(compiled, turns, bos_token, eos_token, add_generation_prompt)
-    except TemplateError:
-        if not (turns and turns[0]["role"] == "system" and len(turns) > 1):
-            raise
-        system, first, *rest = turns
-        merged = {"role": first["role"], "content": f"{system['content']}\n\n{first['content']}"}
-        text = _render(compiled, [merged, *rest], bos_token, eos_token, add_generation_prompt)
+        try:
+            text = _render(compiled, turns, bos_token, eos_token, add_generation_prompt)
+        except TemplateError:
+            if not (turns and turns[0]["role"] == "system" and len(turns) > 1):
+                raise
+            system, first, *rest = turns
+            merged = {"role": first["role"],
+                      "content": f"{system['content']}\n\n{first['content']}"}
+            text = _render(compiled, [merged, *rest], bos_token, eos_token, add_generation_prompt)
+    except _Refused as exc:
+        # The template's own words ("no system role") say neither where they come from nor
+        # what to do.
+        raise TemplateError(f"the chat template refuses these messages ({exc}); use --format "
+                            "fewshot") from None
     if bos_token and text.startswith(bos_token):
         text = text[len(bos_token):]
     return text

@@ -42,6 +42,7 @@ class StoreBase:
         self._open_runs: set[int] = set()  # runs this object started and has not finished
         self._host, self._pid, self._token = liveness.host(), os.getpid(), liveness.process_token()
         self.interrupted_on_open: list[int] = []
+        self.schema_on_open = 0  # the file's schema version before this open migrated it
         with translated(self.path, busy_timeout):
             self.db = Database(self._connect(readonly), execute_plugins=False)
             try:
@@ -78,6 +79,7 @@ class StoreBase:
         db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         # Only reads until the version is known: a newer or foreign file must stay untouched.
         version = applied_version(db)
+        self.schema_on_open = version
         # Ours only when our migration set is recorded in it: many programs set user_version,
         # so a foreign file with user_version 3 must not pass for schema 3.
         if not migrations.applied(db):

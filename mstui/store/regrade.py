@@ -4,14 +4,16 @@ Every number mstui shows rests on the stored correct/wrong labels, so when extra
 improves, the stored labels can be brought up to date instead of regenerating the traces. A
 round is re-read from its stored response (answer span, rule), graded against its run's gold as
 given, and its label-free features that depend on the answers (found, changed, agreement) are
-recomputed. What changed is kept in `grade_history`; fits made from changed labels are marked
-stale until refitted.
+recomputed. A round stored before thinking and final parts were split (m003_reasoning left them
+NULL) is split first, as the loop splits a round now, so its answer comes from the final part.
+What changed is kept in `grade_history`; fits made from changed labels are marked stale until
+refitted.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +21,7 @@ from typing import Any
 from mstui.core.answers import extract_answer
 from mstui.core.grading import Grade, Grader, default_grader
 from mstui.core.loop import observe
+from mstui.core.reasoning import THINK_TAGS, Split, split_stored
 from mstui.store import records
 from mstui.store.query import run_filter
 from mstui.store.store import Store
@@ -26,8 +29,9 @@ from mstui.store.store import Store
 Scope = tuple[str | None, str | None, str | None]  # model, problem set, strategy
 
 _ROUND_SQL = (
-    "SELECT id, idx, response, answer, answer_text, extraction_rule, correct, judge, "
-    "grade_error, obs_found, obs_changed, obs_agreement, finish_reason, final, truncated "
+    "SELECT id, idx, prompt, response, answer, answer_text, extraction_rule, correct, judge, "
+    "grade_error, obs_found, obs_changed, obs_agreement, finish_reason, thinking, final, "
+    "truncated, obs_truncated "
     "FROM rounds "
     "WHERE run_id = ? ORDER BY idx"
 )
@@ -106,8 +110,11 @@ def grader_label(grader: Grader) -> str:
 
 
 def regrade(store: Store, *, grader: Grader | None = None, dry_run: bool = False,
-            on_run: Callable[[int, int], None] | None = None, **filters: Any) -> RegradeReport:
-    """Regrade every round of the runs matching `filters` (list_runs' filters) that have gold.
+            on_run: Callable[[int, int], None] | None = None,
+            run_ids: Sequence[int] | None = None, **filters: Any) -> RegradeReport:
+    """Regrade every round of the runs matching `filters` (list_runs' filters) that have gold,
+    or of exactly the runs `run_ids` (with gold or not: those without have their answers
+    re-read and stay ungraded).
 
     Runs are graded one at a time, their rounds in parallel on the grader's workers, and each
     run's updates are committed together. `dry_run` counts what would change and writes nothing.
@@ -116,11 +123,16 @@ def regrade(store: Store, *, grader: Grader | None = None, dry_run: bool = False
     grader = grader or default_grader()
     started = time.perf_counter()
     report = RegradeReport(dry_run=dry_run)
-    where, params = run_filter(**filters)
+    if run_ids is not None:
+        ids = sorted(set(run_ids))
+        where, params = f"runs.id IN ({', '.join('?' * len(ids)) or 'NULL'})", list(ids)
+    else:
+        where, params = run_filter(**filters)
+        where += " AND runs.gold IS NOT NULL"
     with store._read() as db:
         runs = db.execute(
             "SELECT id, model, problem_set, strategy, coalesce(gold_raw, gold), final_round "
-            f"FROM runs WHERE {where} AND runs.gold IS NOT NULL ORDER BY id",
+            f"FROM runs WHERE {where} ORDER BY id",
             params,
         ).fetchall()
     changed_scopes: set[Scope] = set()
@@ -142,30 +154,60 @@ def regrade(store: Store, *, grader: Grader | None = None, dry_run: bool = False
     return report
 
 
+def resplit(prompt: str | None, response: str | None, final: str | None) -> Split | None:
+    """The split of a round stored with no final part (`final` NULL: before m003_reasoning, or a
+    model that did not think) when its text has thinking after all; None when it has none."""
+    if final is not None or not response:
+        return None
+    split = split_stored(prompt or "", response)
+    return split if split.has_thinking else None
+
+
+def unsplit_runs(store: Store) -> tuple[list[int], int]:
+    """Runs with rounds stored whole that hold thinking (see `resplit`), and how many rounds."""
+    tests = " OR ".join(["instr(response, ?) > 0"] * len(THINK_TAGS)
+                        + ["instr(prompt, ?) > 0"] * len(THINK_TAGS))
+    with store._read() as db:
+        rows = db.execute(
+            f"SELECT run_id, prompt, response FROM rounds WHERE final IS NULL AND ({tests})",
+            [t.close for t in THINK_TAGS] + [t.open for t in THINK_TAGS]).fetchall()
+    found = [run_id for run_id, prompt, response in rows
+             if resplit(prompt, response, None) is not None]
+    return sorted(set(found)), len(found)
+
+
 def _regrade_run(store: Store, pool: ThreadPoolExecutor, grader: Grader, run_id: int,
-                 gold: str, final_round: int | None, change: ScopeChange,
+                 gold: str | None, final_round: int | None, change: ScopeChange,
                  dry_run: bool) -> None:
     with store._read() as db:
         rows = [dict(r) for r in db.query(_ROUND_SQL, [run_id])]
     # The same reading as the loop's score_round: the answer comes from the final part only
     # (the whole response for a model that does not think); a round that ended inside its
-    # thinking, was cancelled or failed has none and is not graded.
-    def read(r: dict[str, Any]) -> Any:
-        if r["truncated"] or r["finish_reason"] in UNSCORED:
+    # thinking, was cancelled or failed has none and is not graded. A round stored whole whose
+    # text holds thinking is split first, as score_round splits it.
+    splits = [resplit(r["prompt"], r["response"], r["final"]) for r in rows]
+
+    def read(r: dict[str, Any], split: Split | None) -> Any:
+        truncated = r["truncated"] if split is None else not split.closed
+        if truncated or r["finish_reason"] in UNSCORED:
             return extract_answer("")
+        if split is not None:
+            return extract_answer(split.final)
         return extract_answer(r["response"] if r["final"] is None else r["final"])
 
     def judge(r: dict[str, Any], text: str | None) -> Grade:
+        if gold is None:
+            return Grade(None, "none")
         if r["finish_reason"] in UNSCORED:
             return Grade(None, "none", f"not graded: the round was {r['finish_reason']}")
         return grader.grade(text, gold)
 
-    exts = [read(r) for r in rows]
+    exts = [read(r, split) for r, split in zip(rows, splits, strict=True)]
     grades: list[Grade] = list(pool.map(lambda re: judge(re[0], re[1].text),
                                         zip(rows, exts, strict=True)))
     updates: list[tuple[dict[str, Any], dict[str, Any]]] = []
     answers: list[str | None] = []
-    for row, ext, grade in zip(rows, exts, grades, strict=True):
+    for row, split, ext, grade in zip(rows, splits, exts, grades, strict=True):
         obs = observe(ext.answer, answers, None)
         answers.append(ext.answer)
         new = {
@@ -173,12 +215,15 @@ def _regrade_run(store: Store, pool: ThreadPoolExecutor, grader: Grader, run_id:
             "answer_text": ext.text,
             "extraction_rule": ext.rule,
             "correct": None if grade.correct is None else int(grade.correct),
-            "judge": grade.judge,
+            "judge": grade.judge if gold is not None else row["judge"],
             "grade_error": grade.note or None,
             "obs_found": int(obs.found),
             "obs_changed": None if obs.changed is None else int(obs.changed),
             "obs_agreement": obs.agreement,
         }
+        if split is not None:  # stored whole before the split existed: store the parts too
+            new |= {"thinking": split.thinking or None, "final": split.final,
+                    "truncated": int(not split.closed), "obs_truncated": int(not split.closed)}
         change.count(row["correct"], grade.correct, grade.judge,
                      row["answer_text"] != ext.text)
         if any(row[k] != v for k, v in new.items()):

@@ -166,7 +166,7 @@ class LiveScreen(Screen[None]):
         policy = app.policy
         if app.policy_label != app.policy:
             policy += f"→{app.policy_label}"
-        cfg = app.config
+        cfg = app.config if w.profile is None else app.config.with_profile(w.profile)  # as run
         line = (
             f"{self.model_text} │ {cfg.strategy}/{cfg.prompt_format} · policy {policy} · "
             f"N_max {cfg.max_rounds} · κ {cfg.price:g} │ {step} · bp {w.breakpoints.describe()}"

@@ -6,7 +6,7 @@ import dataclasses
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,6 +15,7 @@ from textual.message import Message
 
 from mstui.config import RunConfig
 from mstui.core.backend import Backend
+from mstui.core.profiles import ModelProfile
 from mstui.core.types import Action, Decision, RoundRecord
 from mstui.ui import messages as m
 from mstui.ui.breakpoints import Breakpoints, hit
@@ -126,6 +127,7 @@ class ModelWorker:
         # `e`: run to the end past every breakpoint, until this run ends (reset per run).
         self.to_end = False
         self.backend: Backend | None = None
+        self.profile: ModelProfile | None = None  # the loaded model's (what runs will use)
         self.store: Store | None = None
         self.busy = False
         self.paused = False
@@ -237,7 +239,9 @@ class ModelWorker:
         # The profile's defaults (reasoning format, token budget, sampling) become the TUI's
         # settings, shown and changeable like any other.
         self.config = config.with_profile(profile)
-        self.post(m.Notice(f"profile {profile.describe()}", "information"))
+        self.profile = profile
+        self.post(m.Notice(f"profile {profile.describe(self.config, context=self.backend.info.context_length)}",  # noqa: E501
+                           "information"))
         info = self.backend.info
         self.post(
             m.ModelReady(info.model, info.backend, info.offload_text, time.perf_counter() - started)
@@ -275,7 +279,7 @@ class ModelWorker:
         return found, label
 
     def _run(self, req: RunRequest) -> None:
-        from mstui.core.loop import run_refinement
+        from mstui.core.loop import RunFinished, run_refinement
         from mstui.runner import build_run, needs_fit
 
         if self.backend is None:
@@ -312,6 +316,7 @@ class ModelWorker:
             backend=self.backend,
             fit=found.fit if found else None,
             obs_model=found.obs_model if found else None,
+            profile=self.profile if config.profile == "auto" else None,
         )
         config = run.config  # with the model profile's defaults
         from mstui.runner import check_first_prompt
@@ -355,7 +360,21 @@ class ModelWorker:
             thinking_budget=config.thinking_budget,
         ):
             recorder = self._record(recorder, event)
+            if isinstance(event, RunFinished):
+                self._learn(config, event.rounds)
             self._dispatch(event, run_id)
+
+    def _learn(self, config: RunConfig, rounds: Sequence[RoundRecord]) -> None:
+        """A model loaded as plain that turned out to think: its profile for the next runs."""
+        from mstui.runner import learned_note, learned_profile
+
+        assert self.backend is not None
+        found = learned_profile(config, self.backend, rounds)
+        if found is None:
+            return
+        self.post(m.Notice(learned_note(config, self.backend, rounds, next_runs=True), "warning"))
+        self.profile = found[0]
+        self.config = dataclasses.replace(self.config, applied_profile=None).with_profile(found[0])
 
     def _recorder(
         self, config: RunConfig, req: RunRequest, fit_id: int | None, policy: str

@@ -219,7 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--gold", metavar="X",
                      help="the correct answer, to mark each round right or wrong")
     run.add_argument("--json", action="store_true",
-                     help="print one JSON object per round instead of streaming text")
+                     help="print one JSON object per round instead of streaming text, "
+                          "then a last one with the stored run id, the final answer and why "
+                          "the run stopped")
     run.add_argument("--no-store", action="store_true",
                      help="do not record the run in the trace database")
     add_run_options(run)

@@ -59,6 +59,27 @@ def round_json(record: RoundRecord, decision: Decision | None) -> dict[str, obje
     return out
 
 
+def final_json(finished: RunFinished, last: Decision | None, run_id: int | None,
+               db: str | None) -> dict[str, object]:
+    """The last `--json` line: the stored run, its final answer and why it stopped."""
+    stop_rule, stop_reason = (last.rule, last.reason) if last is not None else (None, None)
+    if finished.reason != "policy":  # cancelled or failed: that is why, whatever was decided
+        stop_rule, stop_reason = finished.reason, finished.error or finished.reason
+    final = finished.rounds[-1] if finished.rounds else None  # the final answer is the last's
+    return {
+        "run_id": run_id,
+        "db": db,
+        "final_answer": finished.final_answer,
+        "final_answer_text": final.answer_text if final is not None else None,
+        "final_correct": finished.final_correct,
+        "rounds": len(finished.rounds),
+        "tokens": sum(r.tokens for r in finished.rounds),
+        "stopped_by": finished.reason,  # policy, cancelled or error
+        "stop_rule": stop_rule,
+        "stop_reason": stop_reason,
+    }
+
+
 def cache_text(record: RoundRecord) -> str:
     """'312 cached, reported' / '312 cached, estimated' / 'cache hits not reported'."""
     if record.cached_source is None:
@@ -133,6 +154,7 @@ def _stream(args: argparse.Namespace, question: str, config: RunConfig, run: Run
             out: TextIO) -> RoundRecord | None:
     """Run and print the loop's events; the round that failed or was cancelled, if one was."""
     pending: RoundRecord | None = None
+    last: Decision | None = None
     failed = None
     for event in run_refinement(question, backend=run.backend, prompter=run.prompter,
                                 policy=run.policy, max_rounds=config.max_rounds,
@@ -153,11 +175,13 @@ def _stream(args: argparse.Namespace, question: str, config: RunConfig, run: Run
                     print(json.dumps(round_json(event.record, None)), file=out)
         elif isinstance(event, DecisionMade) and pending is not None:
             _report(pending, event.decision, args.json, out)
-            pending = None
+            pending, last = None, event.decision
         elif isinstance(event, RunFinished):
             for note in degrade_notes(run.backend, config, event.rounds):
                 print(f"mstui: note: {note}", file=sys.stderr)
             if args.json:
+                print(json.dumps(final_json(event, last, recorder.run_id if recorder else None,
+                                            str(store.path) if store else None)), file=out)
                 continue
             print(f"\nfinal answer: {event.final_answer} after {len(event.rounds)} round(s)"
                   + (f" ({'correct' if event.final_correct else 'wrong'})"

@@ -39,7 +39,7 @@ def test_run_json_three_rounds_on_real_llama_and_stored(tiny_gguf: Path, tmp_pat
     proc = mstui("run", "--question", QUESTION, "--gold", "7", "--model", str(tiny_gguf),
                  "--max-rounds", "3", "--max-tokens", "8", "--json", db=db)
     assert proc.returncode == 0, proc.stderr
-    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    *rows, final = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [r["round"] for r in rows] == [0, 1, 2]
     for r in rows:
         assert r["finish_reason"] in ("stop", "length") and r["correct"] in (True, False)
@@ -54,6 +54,23 @@ def test_run_json_three_rounds_on_real_llama_and_stored(tiny_gguf: Path, tmp_pat
         stored = store.rounds_of(runs[0]["id"])
         assert [s.completion_tokens for s in stored] == [r["completion_tokens"] for r in rows]
         assert [s.judge for s in stored] == [r["judge"] for r in rows]
+    # The last line names the stored run, its final answer and why it stopped.
+    assert "round" not in final and final["run_id"] == runs[0]["id"] and final["db"] == str(db)
+    assert final["final_answer"] == rows[-1]["answer"] == runs[0]["final_answer"]
+    assert final["final_correct"] == rows[-1]["correct"] and final["rounds"] == 3
+    assert final["stopped_by"] == "policy"
+    assert final["stop_rule"] == rows[-1]["decision"]["rule"]
+    assert final["stop_reason"] == rows[-1]["decision"]["reason"]
+    assert final["tokens"] == runs[0]["total_tokens"]
+
+
+def test_run_json_final_line_without_a_store(tiny_gguf: Path) -> None:
+    proc = mstui("run", "--question", QUESTION, "--model", str(tiny_gguf), "--max-rounds", "1",
+                 "--max-tokens", "4", "--json", "--no-store")
+    assert proc.returncode == 0, proc.stderr
+    final = json.loads(proc.stdout.splitlines()[-1])
+    assert final["run_id"] is None and final["db"] is None and final["rounds"] == 1
+    assert final["stopped_by"] == "policy" and final["stop_rule"]
 
 
 def test_run_text_streams_rounds(tiny_gguf: Path, tmp_path: Path) -> None:
@@ -116,12 +133,31 @@ def test_help_explains_every_option() -> None:
         assert option in run.stdout
 
 
+def test_help_never_shows_a_doubled_percent() -> None:
+    import argparse
+
+    from mstui.cli.parser import build_parser
+
+    def parsers(p: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+        subs = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+        return [p] + [q for s in subs for c in s.choices.values() for q in parsers(c)]
+
+    every = parsers(build_parser())
+    assert len(every) > 10  # run, sweep, fit, eval, models, traces and its commands
+    for p in every:
+        text = p.format_help()
+        assert "%%" not in text, (p.prog, text[text.index("%%") - 60:text.index("%%") + 10])
+    fit = next(p for p in every if p.prog.endswith(" fit")).format_help()
+    assert "95% intervals" in " ".join(fit.split())
+
+
 @pytest.mark.model
 def test_default_model_one_short_round(default_model: Path, tmp_path: Path) -> None:
     proc = mstui("run", "--question", QUESTION, "--gold", "7", "--max-rounds", "1",
                  "--max-tokens", "24", "--json", db=tmp_path / "t.db")
     assert proc.returncode == 0, proc.stderr
-    (row,) = [json.loads(line) for line in proc.stdout.splitlines()]
+    row, final = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert final["rounds"] == 1 and final["final_answer"] == row["answer"]
     assert row["round"] == 0 and row["prompt_tokens"] > 100 and row["completion_tokens"] >= 1
     assert row["finish_reason"] in ("stop", "length")
     assert row["decision"]["action"] == "stop"

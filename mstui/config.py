@@ -7,6 +7,10 @@ from dataclasses import dataclass, field, replace
 from mstui.core.backend import GenSettings
 from mstui.core.profiles import ModelProfile
 
+# The cap on total rounds (the first answer included) of `mstui run`, `mstui sweep` and the TUI
+# alike, so a pool swept with the defaults matches what a live run does with them.
+DEFAULT_MAX_ROUNDS = 4
+
 # Settings a model profile may choose; a name in RunConfig.explicit was set by the user and wins.
 PROFILE_SETTINGS = ("prompt_format", "ctx", "max_tokens", "temperature", "top_p", "top_k",
                     "min_p")
@@ -23,7 +27,7 @@ class RunConfig:
     strategy: str = "reanswer"
     prompt_format: str = "fewshot"
     policy: str = "fixed"
-    max_rounds: int = 4
+    max_rounds: int = DEFAULT_MAX_ROUNDS
     price: float = 0.0  # κ for the markov policy
     fit_id: int | None = None  # a stored fit the user pinned (else the chooser picks one)
     allow_sparse_fit: bool = False  # let markov/gate use a fit whose rates are the prior

@@ -161,3 +161,15 @@ def test_default_model_one_short_round(default_model: Path, tmp_path: Path) -> N
     assert row["round"] == 0 and row["prompt_tokens"] > 100 and row["completion_tokens"] >= 1
     assert row["finish_reason"] in ("stop", "length")
     assert row["decision"]["action"] == "stop"
+
+
+def test_run_sweep_and_tui_share_one_default_round_cap() -> None:
+    from mstui.cli.parser import build_parser, config_from_args
+    from mstui.config import DEFAULT_MAX_ROUNDS, RunConfig
+
+    parser = build_parser()
+    caps = {argv[0] if argv else "tui": config_from_args(parser.parse_args(argv)).max_rounds
+            for argv in ([], ["run", "--question", "q"], ["sweep", "--problem-set", "gen"])}
+    assert caps == dict.fromkeys(("tui", "run", "sweep"), DEFAULT_MAX_ROUNDS)
+    assert RunConfig().max_rounds == DEFAULT_MAX_ROUNDS  # what make_app uses without options
+    assert f"(default {DEFAULT_MAX_ROUNDS}" in " ".join(parser.format_help().split())

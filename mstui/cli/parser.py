@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from mstui.config import PROFILE_SETTINGS, RunConfig
+from mstui.config import DEFAULT_MAX_ROUNDS, PROFILE_SETTINGS, RunConfig
 from mstui.core.backend import GenSettings
 from mstui.core.profiles import PLAIN
 from mstui.core.prompts import FORMATS, STRATEGIES
@@ -85,8 +85,7 @@ def add_db_option(p: argparse.ArgumentParser) -> None:
                    help="trace database (default: $MSTUI_DB, else ./traces.db)")
 
 
-def add_run_options(p: argparse.ArgumentParser, *, default_rounds: int = 4,
-                    policy_default: str = "fixed") -> None:
+def add_run_options(p: argparse.ArgumentParser, *, policy_default: str = "fixed") -> None:
     """Options of one refinement run (run, sweep and the TUI share them)."""
     add_db_option(p)
     add_model_options(p)
@@ -120,9 +119,9 @@ def add_run_options(p: argparse.ArgumentParser, *, default_rounds: int = 4,
     g.add_argument("--allow-sparse-fit", action="store_true",
                    help="markov/gate: use a fit even when a rate rests on fewer than 5 "
                         "transitions (it is then the prior; refused by default)")
-    g.add_argument("--max-rounds", type=ranged(int, 1, 1000), default=default_rounds, metavar="N",
-                   help="cap on total rounds, the first answer included "
-                        f"(default {default_rounds})")
+    g.add_argument("--max-rounds", type=ranged(int, 1, 1000), default=DEFAULT_MAX_ROUNDS,
+                   metavar="N", help="cap on total rounds, the first answer included (default "
+                                     f"{DEFAULT_MAX_ROUNDS}, the same for run, sweep and the TUI)")
     s = p.add_argument_group("sampling")
     s.add_argument("--max-tokens", type=ranged(int, 1, 10_000_000), default=None, metavar="N",
                    help="tokens generated per round at most (default: the profile's, 256 or "

@@ -99,6 +99,40 @@ async def test_key_m_lists_models_and_reloads_the_picked_one(
         assert "CPU only" in text_of(app.live.query_one("#status"))
 
 
+async def test_model_picker_lists_each_model_file_once(tmp_path: Path, tiny_gguf: Path) -> None:
+    from textual.command import CommandList
+
+    from mstui.default_model import DEFAULT_MODEL_FILE
+
+    # models/ holds the default model's file (as `make model` places it) and one other; the
+    # config names no model, so the current one is the default: it must not appear twice.
+    models = tmp_path / "models"
+    models.mkdir()
+    for name in (DEFAULT_MODEL_FILE, "tiny.gguf"):
+        (models / name).write_bytes(tiny_gguf.read_bytes())
+    app = app_at(tmp_path / "traces.db", models)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.worker.backend is not None)
+        await pilot.press("m")
+        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette))
+        hits = app.screen.query_one(CommandList)
+        await wait_for(pilot, lambda: hits.option_count == 2)
+        await pilot.pause(0.2)  # the palette adds hits asynchronously: no third one comes
+        shown = [str(hits.get_option_at_index(i).prompt).splitlines()[0]
+                 for i in range(hits.option_count)]
+        assert sorted(shown) == [f"Model: {DEFAULT_MODEL_FILE} (current)", "Model: tiny.gguf"]
+        await pilot.press("escape")
+        # Named by its stem, the same file is still the current one, listed once.
+        app.config = RunConfig(model=Path(DEFAULT_MODEL_FILE).stem.lower())
+        await pilot.press("m")
+        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette))
+        hits = app.screen.query_one(CommandList)
+        await wait_for(pilot, lambda: hits.option_count == 2)
+        await pilot.pause(0.2)
+        assert sum(DEFAULT_MODEL_FILE in str(hits.get_option_at_index(i).prompt)
+                   for i in range(hits.option_count)) == 1
+
+
 async def test_kappa_key_sets_the_markov_price_of_the_next_run(tmp_path: Path) -> None:
     db = tmp_path / "traces.db"
     info = demo_store(db, questions=8)  # a fit for scripted × reanswer: auto picks markov

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
 
 from mstui.core.backend import GenSettings
 from mstui.core.profiles import ModelProfile
@@ -125,3 +129,36 @@ class RunConfig:
         if self.policy == "fixed":
             return f"fixed:{self.max_rounds - 1}"
         return self.policy
+
+
+# ---- the user's own settings (kept across launches) ----------------------------------------
+
+def user_settings_path() -> Path:
+    """Where the TUI remembers the user's choices (the theme): $XDG_CONFIG_HOME/mstui/
+    settings.json, else ~/.config/mstui/settings.json (XDG: a relative value is ignored)."""
+    base = os.environ.get("XDG_CONFIG_HOME", "")
+    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".config"
+    return root / "mstui" / "settings.json"
+
+
+def load_user_settings(path: Path) -> dict[str, Any]:
+    """The settings saved at `path`; {} when there are none or the file is unreadable (a
+    broken settings file must never keep the app from starting)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def save_user_setting(path: Path, key: str, value: Any) -> None:
+    """Set one setting, keeping the others; written to a side file and renamed into place so
+    an interrupted write never leaves half a file. OSError when it cannot be written."""
+    data = load_user_settings(path)
+    if data.get(key) == value:
+        return
+    data[key] = value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    partial.replace(path)

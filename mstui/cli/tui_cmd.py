@@ -6,6 +6,7 @@ import argparse
 
 from mstui.cli.common import writable_db_path
 from mstui.cli.parser import config_from_args
+from mstui.config import user_settings_path
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
@@ -26,6 +27,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
         seed=args.seed,
         auto_policy=auto,
         question=args.question,
+        settings_path=user_settings_path(),
     )
     app.run()
     return 0

@@ -15,6 +15,28 @@ from mstui.core.profiles import ModelProfile
 # alike, so a pool swept with the defaults matches what a live run does with them.
 DEFAULT_MAX_ROUNDS = 4
 
+
+
+def usable_cores() -> int:
+    """CPUs this process may run on (its affinity mask, as taskset or a container sets it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def default_threads(cores: int | None = None) -> int:
+    """llama.cpp threads when --threads is not given: half the usable cores, at least 1.
+
+    Not every core: llama.cpp's threads spin-wait for each other at every step, so one thread
+    preempted by other work stalls them all. On 2 cores shared with other work, 2 threads ran
+    at 2-28 tok/s where 1 thread ran at 14-72 (docs/performance.md, "Threads"); half the cores
+    also leaves room for the UI, grading and whatever else runs, and is about the physical
+    cores on a machine with two hardware threads per core.
+    """
+    return max(1, (cores if cores is not None else usable_cores()) // 2)
+
+
 # Settings a model profile may choose; a name in RunConfig.explicit was set by the user and wins.
 PROFILE_SETTINGS = ("prompt_format", "ctx", "max_tokens", "temperature", "top_p", "top_k",
                     "min_p")
@@ -37,7 +59,7 @@ class RunConfig:
     allow_sparse_fit: bool = False  # let markov/gate use a fit whose rates are the prior
     ctx: int | None = None
     gpu_layers: int = -1
-    threads: int | None = None  # llama.cpp threads; None = every core
+    threads: int | None = None  # llama.cpp threads; None = default_threads()
     logprobs: bool = False
     gen: GenSettings = field(default_factory=GenSettings)
     profile: str = "auto"  # "auto" (detect from the chat template) or a name in PROFILES

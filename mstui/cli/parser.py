@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from mstui.config import DEFAULT_MAX_ROUNDS, PROFILE_SETTINGS, RunConfig
+from mstui.config import DEFAULT_MAX_ROUNDS, PROFILE_SETTINGS, RunConfig, default_threads
 from mstui.core.backend import GenSettings
 from mstui.core.profiles import PLAIN
 from mstui.core.prompts import FORMATS, STRATEGIES
@@ -75,8 +75,10 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--gpu-layers", type=ranged(int, -1, 100_000), default=-1, metavar="N",
                    help="layers to offload to the GPU; -1 = all (default), 0 = CPU only")
     g.add_argument("--threads", type=ranged(int, 1, 1024), metavar="N",
-                   help="CPU threads for llama.cpp (default: every core; fewer helps when the "
-                        "machine is busy with other work)")
+                   help="CPU threads for llama.cpp (default: half the usable cores, at least "
+                        f"1: {default_threads()} here. Every core collapses when other work "
+                        "shares them: on 2 busy cores, 2 threads ran 2.5-14x slower than 1. A "
+                        "round far below the model's measured tok/s is said, with this option)")
 
 
 def add_db_option(p: argparse.ArgumentParser) -> None:

@@ -21,10 +21,11 @@ from mstui.core.loop import (
     TokenStreamed,
     run_refinement,
 )
+from mstui.core.throughput import RateWatch
 from mstui.core.types import Decision, RoundRecord
 from mstui.engine.factory import model_label, open_backend
 from mstui.runner import Run, build_run, check_first_prompt, needs_fit
-from mstui.session import RunRecorder, find_fit
+from mstui.session import RunRecorder, find_fit, measured_rate
 from mstui.store import Store, default_db_path
 
 
@@ -117,7 +118,9 @@ def cmd_run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                     obs_model=found.obs_model if found else None)
     config = run.config  # with the model profile's defaults
     if not args.json:
-        print(f"model: {run.backend.info.model} · {run.backend.info.offload_text} · "
+        threads = (f" · {run.backend.info.threads} thread(s)"
+                   if run.backend.info.backend == "llama.cpp" else "")
+        print(f"model: {run.backend.info.model} · {run.backend.info.offload_text}{threads} · "
               f"strategy {config.strategy} · policy {run.policy.spec}", file=out)
         print(f"profile: {run.profile.describe()}", file=out)
         if found is not None:
@@ -156,6 +159,10 @@ def _stream(args: argparse.Namespace, question: str, config: RunConfig, run: Run
     pending: RoundRecord | None = None
     last: Decision | None = None
     failed = None
+    # In-process only: a server's speed is not ours to fix with --threads.
+    rates = (RateWatch(run.backend.info.threads or None, measured_rate(store, run.backend))
+             if config.backend == "llama" else None)
+    rate_hint: str | None = None
     for event in run_refinement(question, backend=run.backend, prompter=run.prompter,
                                 policy=run.policy, max_rounds=config.max_rounds,
                                 settings=config.gen, gold=args.gold, cancel=cancel,
@@ -169,6 +176,10 @@ def _stream(args: argparse.Namespace, question: str, config: RunConfig, run: Run
             out.flush()
         elif isinstance(event, RoundFinished):
             pending = event.record
+            slow = rates.add(event.record) if rates is not None else None
+            if slow is not None:
+                rate_hint = slow.hint
+                print(f"mstui: note: {slow.hint}", file=sys.stderr if args.json else out)
             if event.record.finish_reason in ("error", "cancelled"):
                 failed = event.record
                 if args.json:
@@ -180,8 +191,9 @@ def _stream(args: argparse.Namespace, question: str, config: RunConfig, run: Run
             for note in degrade_notes(run.backend, config, event.rounds):
                 print(f"mstui: note: {note}", file=sys.stderr)
             if args.json:
-                print(json.dumps(final_json(event, last, recorder.run_id if recorder else None,
-                                            str(store.path) if store else None)), file=out)
+                final = final_json(event, last, recorder.run_id if recorder else None,
+                                   str(store.path) if store else None)
+                print(json.dumps(final | {"rate_hint": rate_hint}), file=out)
                 continue
             print(f"\nfinal answer: {event.final_answer} after {len(event.rounds)} round(s)"
                   + (f" ({'correct' if event.final_correct else 'wrong'})"

@@ -175,31 +175,34 @@ def test_run_sweep_and_tui_share_one_default_round_cap() -> None:
     assert f"(default {DEFAULT_MAX_ROUNDS}" in " ".join(parser.format_help().split())
 
 
-def test_run_says_when_tok_s_falls_far_below_the_models_stored_rate(tiny_gguf: Path,
+@pytest.mark.model
+def test_run_says_when_tok_s_falls_far_below_the_models_stored_rate(default_model: Path,
                                                                    tmp_path: Path) -> None:
+    # The default model: its rounds last long enough to time (the tiny GGUF's take a few ms).
     import dataclasses
 
     from mstui.store.sample import sample_round
 
     db = tmp_path / "t.db"
-    # This model once ran at 89,000 tok/s on this machine (a stored round); another host's
+    # This model once ran at 90,000 tok/s on this machine (a stored round); another host's
     # faster round says nothing about this machine and is not the reference.
     with Store(db) as store:
-        for rate_seconds, host in ((0.001, None), (0.00001, "elsewhere")):
-            rid = store.start_run(question="q", max_rounds=1, model=tiny_gguf.name,
+        for tokens, host in ((9001, None), (90001, "elsewhere")):
+            rid = store.start_run(question="q", max_rounds=1, model=default_model.name,
                                   backend="llama.cpp")
-            store.add_round(rid, dataclasses.replace(sample_round(0), gen_seconds=rate_seconds))
+            store.add_round(rid, dataclasses.replace(sample_round(0), completion_tokens=tokens,
+                                                     gen_seconds=0.1))
             store.finish_run(rid, "finished")
             if host is not None:
                 store.db.execute("UPDATE runs SET writer_host = ? WHERE id = ?", [host, rid])
                 store.db.conn.commit()
-    proc = mstui("run", "--question", QUESTION, "--model", str(tiny_gguf), "--max-rounds", "1",
-                 "--max-tokens", "24", "--json", "--db", str(db))
+    args = ("run", "--question", QUESTION, "--max-rounds", "1", "--max-tokens", "24",
+            "--temperature", "0", "--db", str(db))
+    proc = mstui(*args, "--json")
     assert proc.returncode == 0, proc.stderr
     *_, final = [json.loads(line) for line in proc.stdout.splitlines()]
     hint = final["rate_hint"]
-    assert hint is not None and "89000.0 tok/s measured earlier" in hint and "--threads" in hint
+    assert hint is not None and "90000.0 tok/s measured earlier" in hint and "--threads" in hint
     assert f"mstui: note: {hint}" in proc.stderr  # said beside the JSON lines, not in them
-    text = mstui("run", "--question", QUESTION, "--model", str(tiny_gguf), "--max-rounds", "1",
-                 "--max-tokens", "24", "--db", str(db))
+    text = mstui(*args)
     assert "mstui: note: generation fell to" in text.stdout and "thread(s)" in text.stdout

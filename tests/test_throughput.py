@@ -23,6 +23,14 @@ def test_default_threads_is_half_the_usable_cores_at_least_one() -> None:
     assert default_threads() >= 1
 
 
+def test_rounds_too_short_to_time_are_not_judged() -> None:
+    # 60 tokens in 0.02 s (a scripted or tiny model): one hiccup would triple the time.
+    blink = RateSample(60, 3000.0)
+    assert not blink.timed and RateSample(60, 30.0).timed
+    assert reference_rate([blink]) is None
+    assert slow_rate([RateSample(60, 300.0), RateSample(60, 3000.0 / 4)]) is None
+
+
 def test_a_round_under_a_third_of_the_best_earlier_rate_is_slow() -> None:
     fast, ok, slow = RateSample(60, 30.0), RateSample(60, 10.5), RateSample(60, 9.5)
     assert slow_rate([fast, ok]) is None  # 10.5 tok/s is above 30 / 3
@@ -69,9 +77,9 @@ def test_rate_watch_says_it_once_per_model() -> None:
 
 
 async def test_tui_notifies_once_when_a_round_collapses(tmp_path: Path) -> None:
-    # A scripted backend at 400 tok/s; in step mode, after round 0, it drops to 20 tok/s (what
+    # A scripted backend at 100 tok/s; in step mode, after round 0, it drops to 20 tok/s (what
     # other work on the cores does to llama.cpp): the worker says so, naming --threads, once.
-    app = scripted_app(tmp_path / "traces.db", tps=400, rounds=3, policy="fixed")
+    app = scripted_app(tmp_path / "traces.db", tps=100, rounds=3, policy="fixed")
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.worker.backend is not None)
         assert app.worker.rates is not None  # an in-process backend is watched

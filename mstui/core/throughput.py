@@ -12,8 +12,10 @@ from mstui.core.types import RoundRecord
 # 2.5-14x (docs/performance.md, "Threads"), and so, less often, does one thread on a machine
 # busy enough, which the hint then says too.
 SLOW_FACTOR = 3.0
-# Rounds shorter than this are timed too coarsely to judge (a few tokens, one hiccup).
+# Rounds shorter than these are timed too coarsely to judge: a few tokens, or a few
+# milliseconds in which one scheduler hiccup triples the time (a scripted or tiny model).
 MIN_TOKENS = 8
+MIN_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,12 @@ class RateSample:
 
     tokens: int
     rate: float
+
+    @property
+    def timed(self) -> bool:
+        """Long enough, in tokens and in time, for its rate to mean something."""
+        return self.tokens >= MIN_TOKENS and self.rate > 0 and \
+            self.tokens / self.rate >= MIN_SECONDS
 
 
 @dataclass(frozen=True)
@@ -43,7 +51,7 @@ def sample_of(record: RoundRecord) -> RateSample | None:
 def reference_rate(samples: Sequence[RateSample], earlier: float | None = None) -> float | None:
     """The model's measured rate: the best of the rounds long enough to time, and of a best
     rate measured before them (`earlier`); None when there is neither."""
-    rates = [s.rate for s in samples if s.tokens >= MIN_TOKENS and s.rate > 0]
+    rates = [s.rate for s in samples if s.timed]
     if earlier is not None and earlier > 0:
         rates.append(earlier)
     return max(rates) if rates else None
@@ -63,7 +71,7 @@ def slow_rate(
     if not samples:
         return None
     latest = samples[-1]
-    if latest.tokens < MIN_TOKENS or latest.rate <= 0:
+    if not latest.timed:
         return None
     reference = reference_rate(samples[:-1], earlier)
     if reference is None or latest.rate * factor >= reference:
@@ -105,7 +113,7 @@ class RateWatch:
         if sample is None:
             return None
         slow = slow_rate([sample], self.best, threads=self.threads)
-        if sample.tokens >= MIN_TOKENS and sample.rate > 0:
+        if sample.timed:
             self.best = max(self.best or 0.0, sample.rate)
         if slow is None or self.said:
             return None

@@ -170,16 +170,16 @@ def match_snippets(db: Any, run_ids: Iterable[int], text: str, *,
 
 
 def best_rate(db: Any, model: str, backend: str, host: str, *, recent: int = 200,
-              min_tokens: int = 8) -> float | None:
+              min_tokens: int = 8, min_seconds: float = 0.1) -> float | None:
     """The best generation rate (tok/s after the first token) this model reached on this host
     in its `recent` latest runs: the model's measured rate a slow round is compared with.
     Rounds on other hosts (a shipped or imported file) say nothing about this machine."""
     row = db.execute(
         "SELECT max((r.completion_tokens - 1) / r.gen_seconds) FROM rounds r WHERE r.run_id IN "
         "(SELECT id FROM runs WHERE model IS ? AND backend IS ? AND writer_host IS ? "
-        "ORDER BY id DESC LIMIT ?) AND r.completion_tokens > ? AND r.gen_seconds > 0 "
+        "ORDER BY id DESC LIMIT ?) AND r.completion_tokens > ? AND r.gen_seconds >= ? "
         f"AND r.finish_reason NOT IN {UNSCORED}",
-        [model, backend, host, recent, min_tokens],
+        [model, backend, host, recent, min_tokens, min_seconds],
     ).fetchone()
     return float(row[0]) if row and row[0] is not None else None
 

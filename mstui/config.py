@@ -2,10 +2,40 @@
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
 
 from mstui.core.backend import GenSettings
 from mstui.core.profiles import ModelProfile
+
+# The cap on total rounds (the first answer included) of `mstui run`, `mstui sweep` and the TUI
+# alike, so a pool swept with the defaults matches what a live run does with them.
+DEFAULT_MAX_ROUNDS = 4
+
+
+
+def usable_cores() -> int:
+    """CPUs this process may run on (its affinity mask, as taskset or a container sets it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def default_threads(cores: int | None = None) -> int:
+    """llama.cpp threads when --threads is not given: half the usable cores, at least 1.
+
+    Not every core: llama.cpp's threads spin-wait for each other at every step, so one thread
+    preempted by other work stalls them all. On 2 cores shared with other work, 2 threads ran
+    at 2-28 tok/s where 1 thread ran at 14-72 (docs/performance.md, "Threads"); half the cores
+    also leaves room for the UI, grading and whatever else runs, and is about the physical
+    cores on a machine with two hardware threads per core.
+    """
+    return max(1, (cores if cores is not None else usable_cores()) // 2)
+
 
 # Settings a model profile may choose; a name in RunConfig.explicit was set by the user and wins.
 PROFILE_SETTINGS = ("prompt_format", "ctx", "max_tokens", "temperature", "top_p", "top_k",
@@ -23,13 +53,13 @@ class RunConfig:
     strategy: str = "reanswer"
     prompt_format: str = "fewshot"
     policy: str = "fixed"
-    max_rounds: int = 4
+    max_rounds: int = DEFAULT_MAX_ROUNDS
     price: float = 0.0  # κ for the markov policy
     fit_id: int | None = None  # a stored fit the user pinned (else the chooser picks one)
     allow_sparse_fit: bool = False  # let markov/gate use a fit whose rates are the prior
     ctx: int | None = None
     gpu_layers: int = -1
-    threads: int | None = None  # llama.cpp threads; None = every core
+    threads: int | None = None  # llama.cpp threads; None = default_threads()
     logprobs: bool = False
     gen: GenSettings = field(default_factory=GenSettings)
     profile: str = "auto"  # "auto" (detect from the chat template) or a name in PROFILES
@@ -127,3 +157,36 @@ class RunConfig:
         if self.policy == "fixed":
             return f"fixed:{self.max_rounds - 1}"
         return self.policy
+
+
+# ---- the user's own settings (kept across launches) ----------------------------------------
+
+def user_settings_path() -> Path:
+    """Where the TUI remembers the user's choices (the theme): $XDG_CONFIG_HOME/mstui/
+    settings.json, else ~/.config/mstui/settings.json (XDG: a relative value is ignored)."""
+    base = os.environ.get("XDG_CONFIG_HOME", "")
+    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".config"
+    return root / "mstui" / "settings.json"
+
+
+def load_user_settings(path: Path) -> dict[str, Any]:
+    """The settings saved at `path`; {} when there are none or the file is unreadable (a
+    broken settings file must never keep the app from starting)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def save_user_setting(path: Path, key: str, value: Any) -> None:
+    """Set one setting, keeping the others; written to a side file and renamed into place so
+    an interrupted write never leaves half a file. OSError when it cannot be written."""
+    data = load_user_settings(path)
+    if data.get(key) == value:
+        return
+    data[key] = value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    partial.replace(path)

@@ -20,6 +20,24 @@ def find_fit(store: Store, model: str, strategy: str, problem_set: str | None,
     return choose_fit(store, model, strategy, problem_set, pin)
 
 
+def measured_rate(store: Store | None, backend: Backend) -> float | None:
+    """This model's best stored tok/s on this machine (see store.query.best_rate); None when
+    nothing is stored or the file cannot be read (the hint then waits for this run's rounds)."""
+    from mstui.core.throughput import MIN_SECONDS, MIN_TOKENS
+    from mstui.store import StoreError
+    from mstui.store.liveness import host
+    from mstui.store.query import best_rate
+
+    if store is None:
+        return None
+    try:
+        with store.reader() as db:
+            return best_rate(db, backend.info.model, backend.info.backend, host(),
+                             min_tokens=MIN_TOKENS, min_seconds=MIN_SECONDS)
+    except (StoreError, OSError):
+        return None
+
+
 class RunRecorder:
     """Writes one run as it happens: the run row at start, each round and decision as they end.
 

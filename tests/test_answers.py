@@ -101,6 +101,24 @@ def test_answer_is_text_answer() -> None:
     check("The answer is New  York.", "new york", "New  York", "answer-is")
 
 
+def test_answer_is_expression_then_equals_takes_the_value() -> None:
+    # The working before the last `=` is not the answer; the value after it is.
+    check("the answer is indeed 6*7 = 42.", "42", "42", "answer-is")
+    check("The answer is 3 + 4 = 7, which I checked", "7", "7", "answer-is")
+    check("The answer is 2 * 3 = 3 + 3 = 6", "6", "6", "answer-is")
+    check(r"The final answer is $6 \times 7 = 42$.", "42", "42", "answer-is")
+    check(r"The answer is $\frac{6}{4} = \frac{3}{2}$.", "1.5", r"\frac{3}{2}", "answer-is")
+    check("The answer is x = 5.", "5", "5", "answer-is")
+
+
+def test_answer_is_comparisons_are_not_results() -> None:
+    # `>=`, `<=`, `!=` and `==` are not "= value": the whole span stays the answer.
+    check("The answer is x >= 5.", "x>=5", "x >= 5", "answer-is")
+    check("The answer is a != b.", "a!=b", "a != b", "answer-is")
+    # Nothing after the `=`: the span is kept as it was.
+    check("The answer is 6*7 =.", "6*7=", "6*7 =", "answer-is")
+
+
 # --- "####" ---------------------------------------------------------------------------------
 
 

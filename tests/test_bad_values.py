@@ -53,6 +53,13 @@ def test_db_in_a_missing_folder_is_an_error(tiny_gguf: Path, tmp_path: Path) -> 
                  "--db", str(tmp_path / "no" / "such" / "t.db"))
     assert_one_line_error(proc, "does not exist")
     assert not (tmp_path / "no").exists()
+    # The TUI and sweep refuse it the same way, before a screen or a model is opened.
+    missing = str(tmp_path / "no" / "such" / "t.db")
+    for args in ([], ["sweep", "--problem-set", "gen", "--limit", "1"]):
+        proc = mstui(*args, "--model", str(tiny_gguf), "--db", missing, timeout=60)
+        assert_one_line_error(proc, "does not exist", "--db")
+    assert_one_line_error(mstui("--db", str(tmp_path), timeout=60), "is a folder")
+    assert not (tmp_path / "no").exists()
 
 
 def test_import_with_wrong_types_imports_nothing(tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ def test_run_json_three_rounds_on_real_llama_and_stored(tiny_gguf: Path, tmp_pat
     proc = mstui("run", "--question", QUESTION, "--gold", "7", "--model", str(tiny_gguf),
                  "--max-rounds", "3", "--max-tokens", "8", "--json", db=db)
     assert proc.returncode == 0, proc.stderr
-    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    *rows, final = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [r["round"] for r in rows] == [0, 1, 2]
     for r in rows:
         assert r["finish_reason"] in ("stop", "length") and r["correct"] in (True, False)
@@ -54,6 +54,23 @@ def test_run_json_three_rounds_on_real_llama_and_stored(tiny_gguf: Path, tmp_pat
         stored = store.rounds_of(runs[0]["id"])
         assert [s.completion_tokens for s in stored] == [r["completion_tokens"] for r in rows]
         assert [s.judge for s in stored] == [r["judge"] for r in rows]
+    # The last line names the stored run, its final answer and why it stopped.
+    assert "round" not in final and final["run_id"] == runs[0]["id"] and final["db"] == str(db)
+    assert final["final_answer"] == rows[-1]["answer"] == runs[0]["final_answer"]
+    assert final["final_correct"] == rows[-1]["correct"] and final["rounds"] == 3
+    assert final["stopped_by"] == "policy"
+    assert final["stop_rule"] == rows[-1]["decision"]["rule"]
+    assert final["stop_reason"] == rows[-1]["decision"]["reason"]
+    assert final["tokens"] == runs[0]["total_tokens"]
+
+
+def test_run_json_final_line_without_a_store(tiny_gguf: Path) -> None:
+    proc = mstui("run", "--question", QUESTION, "--model", str(tiny_gguf), "--max-rounds", "1",
+                 "--max-tokens", "4", "--json", "--no-store")
+    assert proc.returncode == 0, proc.stderr
+    final = json.loads(proc.stdout.splitlines()[-1])
+    assert final["run_id"] is None and final["db"] is None and final["rounds"] == 1
+    assert final["stopped_by"] == "policy" and final["stop_rule"]
 
 
 def test_run_text_streams_rounds(tiny_gguf: Path, tmp_path: Path) -> None:
@@ -116,12 +133,76 @@ def test_help_explains_every_option() -> None:
         assert option in run.stdout
 
 
+def test_help_never_shows_a_doubled_percent() -> None:
+    import argparse
+
+    from mstui.cli.parser import build_parser
+
+    def parsers(p: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+        subs = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+        return [p] + [q for s in subs for c in s.choices.values() for q in parsers(c)]
+
+    every = parsers(build_parser())
+    assert len(every) > 10  # run, sweep, fit, eval, models, traces and its commands
+    for p in every:
+        text = p.format_help()
+        assert "%%" not in text, (p.prog, text[text.index("%%") - 60:text.index("%%") + 10])
+    fit = next(p for p in every if p.prog.endswith(" fit")).format_help()
+    assert "95% intervals" in " ".join(fit.split())
+
+
 @pytest.mark.model
 def test_default_model_one_short_round(default_model: Path, tmp_path: Path) -> None:
     proc = mstui("run", "--question", QUESTION, "--gold", "7", "--max-rounds", "1",
                  "--max-tokens", "24", "--json", db=tmp_path / "t.db")
     assert proc.returncode == 0, proc.stderr
-    (row,) = [json.loads(line) for line in proc.stdout.splitlines()]
+    row, final = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert final["rounds"] == 1 and final["final_answer"] == row["answer"]
     assert row["round"] == 0 and row["prompt_tokens"] > 100 and row["completion_tokens"] >= 1
     assert row["finish_reason"] in ("stop", "length")
     assert row["decision"]["action"] == "stop"
+
+
+def test_run_sweep_and_tui_share_one_default_round_cap() -> None:
+    from mstui.cli.parser import build_parser, config_from_args
+    from mstui.config import DEFAULT_MAX_ROUNDS, RunConfig
+
+    parser = build_parser()
+    caps = {argv[0] if argv else "tui": config_from_args(parser.parse_args(argv)).max_rounds
+            for argv in ([], ["run", "--question", "q"], ["sweep", "--problem-set", "gen"])}
+    assert caps == dict.fromkeys(("tui", "run", "sweep"), DEFAULT_MAX_ROUNDS)
+    assert RunConfig().max_rounds == DEFAULT_MAX_ROUNDS  # what make_app uses without options
+    assert f"(default {DEFAULT_MAX_ROUNDS}" in " ".join(parser.format_help().split())
+
+
+@pytest.mark.model
+def test_run_says_when_tok_s_falls_far_below_the_models_stored_rate(default_model: Path,
+                                                                   tmp_path: Path) -> None:
+    # The default model: its rounds last long enough to time (the tiny GGUF's take a few ms).
+    import dataclasses
+
+    from mstui.store.sample import sample_round
+
+    db = tmp_path / "t.db"
+    # This model once ran at 90,000 tok/s on this machine (a stored round); another host's
+    # faster round says nothing about this machine and is not the reference.
+    with Store(db) as store:
+        for tokens, host in ((9001, None), (90001, "elsewhere")):
+            rid = store.start_run(question="q", max_rounds=1, model=default_model.name,
+                                  backend="llama.cpp")
+            store.add_round(rid, dataclasses.replace(sample_round(0), completion_tokens=tokens,
+                                                     gen_seconds=0.1))
+            store.finish_run(rid, "finished")
+            if host is not None:
+                store.db.execute("UPDATE runs SET writer_host = ? WHERE id = ?", [host, rid])
+                store.db.conn.commit()
+    args = ("run", "--question", QUESTION, "--max-rounds", "1", "--max-tokens", "24",
+            "--temperature", "0", "--db", str(db))
+    proc = mstui(*args, "--json")
+    assert proc.returncode == 0, proc.stderr
+    *_, final = [json.loads(line) for line in proc.stdout.splitlines()]
+    hint = final["rate_hint"]
+    assert hint is not None and "90000.0 tok/s measured earlier" in hint and "--threads" in hint
+    assert f"mstui: note: {hint}" in proc.stderr  # said beside the JSON lines, not in them
+    text = mstui(*args)
+    assert "mstui: note: generation fell to" in text.stdout and "thread(s)" in text.stdout

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 from pathlib import Path
 
 import pytest
 
+from mstui.config import default_threads
 from mstui.core.backend import GenSettings, GenStats, Piece, PromptTooLong
 from mstui.core.loop import RoundFinished, run_refinement
 from mstui.core.policies import parse_policy
@@ -36,6 +38,8 @@ def test_backend_reports_model_and_offload(llama: LlamaBackend) -> None:
     info = llama.info
     assert info.backend == "llama.cpp" and info.model == "tiny.gguf"
     assert info.context_length == 512 and info.threads >= 1
+    # No --threads: half the usable cores, at least 1 (not every core: see default_threads).
+    assert info.threads == default_threads() == max(1, len(os.sched_getaffinity(0)) // 2)
     assert info.details["architecture"] == "llama" and info.details["quantization"] == "ALL_F32"
     if not info.gpu_offload_supported:
         assert info.gpu_layers == 0 and info.offload_text.startswith("CPU only")

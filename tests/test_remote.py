@@ -40,8 +40,9 @@ def test_run_rounds_through_the_server_and_store_them(server: Server, tmp_path: 
                  "What is 2 + 3?", "--gold", "5", "--max-rounds", "3", "--max-tokens", "6",
                  "--json", "--db", str(db)])
     assert code == 0
-    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    *rows, final = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["round"] for r in rows] == [0, 1, 2]
+    assert final["rounds"] == 3 and final["final_answer"] == rows[-1]["answer"]
     assert all(1 <= r["completion_tokens"] <= 6 and r["finish_reason"] in ("stop", "length")
                for r in rows)
     with Store(db) as store:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pytest
 from textual.command import CommandPalette
 
 from mstui.config import RunConfig
@@ -97,6 +99,86 @@ async def test_key_m_lists_models_and_reloads_the_picked_one(
         assert app.config.model == str(models / "tiny.gguf")
         await wait_for(pilot, lambda: "tiny.gguf" in text_of(app.live.query_one("#status")))
         assert "CPU only" in text_of(app.live.query_one("#status"))
+
+
+async def test_model_picker_lists_each_model_file_once(tmp_path: Path, tiny_gguf: Path) -> None:
+    from textual.command import CommandList
+
+    from mstui.default_model import DEFAULT_MODEL_FILE
+
+    # models/ holds the default model's file (as `make model` places it) and one other; the
+    # config names no model, so the current one is the default: it must not appear twice.
+    models = tmp_path / "models"
+    models.mkdir()
+    for name in (DEFAULT_MODEL_FILE, "tiny.gguf"):
+        (models / name).write_bytes(tiny_gguf.read_bytes())
+    app = app_at(tmp_path / "traces.db", models)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.worker.backend is not None)
+        await pilot.press("m")
+        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette))
+        hits = app.screen.query_one(CommandList)
+        await wait_for(pilot, lambda: hits.option_count == 2)
+        await pilot.pause(0.2)  # the palette adds hits asynchronously: no third one comes
+        shown = [str(hits.get_option_at_index(i).prompt).splitlines()[0]
+                 for i in range(hits.option_count)]
+        assert sorted(shown) == [f"Model: {DEFAULT_MODEL_FILE} (current)", "Model: tiny.gguf"]
+        await pilot.press("escape")
+        # Named by its stem, the same file is still the current one, listed once.
+        app.config = RunConfig(model=Path(DEFAULT_MODEL_FILE).stem.lower())
+        await pilot.press("m")
+        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette))
+        hits = app.screen.query_one(CommandList)
+        await wait_for(pilot, lambda: hits.option_count == 2)
+        await pilot.pause(0.2)
+        assert sum(DEFAULT_MODEL_FILE in str(hits.get_option_at_index(i).prompt)
+                   for i in range(hits.option_count)) == 1
+
+
+async def test_theme_picked_in_the_palette_is_remembered_across_launches(tmp_path: Path) -> None:
+    settings = tmp_path / "config" / "mstui" / "settings.json"  # the folder does not exist yet
+    app = app_at(tmp_path / "traces.db", settings_path=settings)
+    async with app.run_test(size=SIZE) as pilot:
+        assert app.theme == "textual-dark"  # nothing saved: Textual's default
+        await pilot.press("ctrl+p")  # the palette's own "Change theme" command
+        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette))
+        await pilot.press(*"theme")
+        await pilot.pause(0.4)
+        await pilot.press("enter")  # it opens a second palette, of themes
+        await pilot.pause(0.4)
+        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette))
+        await pilot.press(*"nord")
+        await pilot.pause(0.4)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.theme == "nord")
+    assert json.loads(settings.read_text()) == {"theme": "nord"}
+    again = app_at(tmp_path / "traces.db", settings_path=settings)
+    async with again.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.05)
+        assert again.theme == "nord"
+    # A broken or stale settings file never stops the app: the default theme is used.
+    for text in ("{not json", json.dumps({"theme": "no-such-theme"})):
+        settings.write_text(text)
+        broken = app_at(tmp_path / "traces.db", settings_path=settings)
+        async with broken.run_test(size=SIZE) as pilot:
+            await pilot.pause(0.05)
+            assert broken.theme == "textual-dark"
+    # Without a settings path (tests, snapshots) nothing is read or written.
+    plain = app_at(tmp_path / "other.db")
+    async with plain.run_test(size=SIZE) as pilot:
+        plain.theme = "gruvbox"
+        await pilot.pause(0.05)
+    assert "no-such-theme" in settings.read_text()
+
+
+def test_user_settings_path_follows_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mstui.config import user_settings_path
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    assert user_settings_path() == tmp_path / "mstui" / "settings.json"
+    monkeypatch.setenv("XDG_CONFIG_HOME", "relative/dir")  # XDG: relative values are ignored
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert user_settings_path() == tmp_path / "home" / ".config" / "mstui" / "settings.json"
 
 
 async def test_kappa_key_sets_the_markov_price_of_the_next_run(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from mstui.core.evaluation import replay_decide
 from mstui.core.fitting import ChainFit, fit_chain
 from mstui.core.policies import parse_policy
 from mstui.store import Store
+from mstui.ui.compare import MAX_DIFF_WORDS, RunColumn, diff_text, response_diff
 from mstui.ui.demo import demo_history, demo_store
 from tests.test_ui_live import SIZE, text_of, wait_for
 from tests.test_ui_traces import app_for, open_traces
@@ -72,9 +74,13 @@ async def test_what_if_with_another_stored_fit_matches_the_core(two_fits) -> Non
         assert wi.stop_round == other and wi.answer == rounds[other].answer
         assert wi.tokens == rounds[0].tokens
         assert f"would stop after round {other}" in text_of(replay.query_one("#whatif"))
-        # The set-wide what-if uses the chosen fit too.
+        # The set-wide what-if uses the chosen fit too: made from gen:L3 runs, it has seen
+        # none of these gen:L2 runs, and the report says so.
         await pilot.press("W")
         await wait_for(pilot, lambda: replay.last_set is not None)
+        assert replay.last_in_sample == 0
+        assert f"out-of-sample: fit #{fit2_id} was made from none of these runs" in text_of(
+            replay.query_one("#whatif"))
         assert replay.last_set.same + replay.last_set.earlier == replay.last_set.runs == 16
         assert replay.last_set.earlier == 16 - sum(
             len(Store(db).get_run(i)["rounds"]) == 1 for i in info["pool"] + info["markov"]
@@ -119,5 +125,32 @@ async def test_compare_two_marked_runs_side_by_side(two_fits) -> None:  # type: 
         totals = text_of(cmp.query_one("#compare-totals"))
         assert f"{len(a['rounds'])} round(s) · {a['total_tokens']} tokens" in totals
         assert f"final {b['final_answer_text']}" in totals
+        # The responses of the highlighted round, as a word diff (difflib), follow the cursor.
+        diff = cmp.query_one("#compare-diff")
+        assert cmp.diff_round == 0 and text_of(diff).startswith("round 0: ")
+        await pilot.press("down")
+        await wait_for(pilot, lambda: cmp.diff_round == 1)
+        expected = response_diff(a["rounds"][1].response, b["rounds"][1].response)
+        shown = text_of(diff)
+        assert f"{expected.similarity:.0%} alike" in shown
+        kept_b = "".join(t for op, t in expected.parts if op != "-")
+        assert kept_b == b["rounds"][1].response
+        for op, part in expected.parts:
+            wrapped = {"=": part, "-": f"[-{part}-]", "+": f"{{+{part}+}}"}[op]
+            assert wrapped in shown
         await pilot.press("escape")
         await wait_for(pilot, lambda: type(app.screen).__name__ == "TracesScreen")
+
+
+def test_response_diff_marks_words_only_in_one_side() -> None:
+    same = response_diff("The answer is 7.", "The answer is 7.")
+    assert same.similarity == 1.0 and same.parts == (("=", "The answer is 7."),)
+    d = response_diff("so 3 + 4 = 8. The answer is 8.", "so 3 + 4 = 7. The answer is 7.")
+    assert ("-", "8.") in d.parts and ("+", "7.") in d.parts and 0.5 < d.similarity < 1.0
+    assert "".join(t for op, t in d.parts if op != "+") == "so 3 + 4 = 8. The answer is 8."
+    long = "word " * (MAX_DIFF_WORDS + 10)
+    assert response_diff(long, long + "more").cut
+    # A run without that round: said, not a crash.
+    col = RunColumn(1, "a", (("7", True),), (None,), ("stop",), 5, "7", True, ("The answer is 7.",))
+    short = dataclasses.replace(col, run_id=2, answers=(), responses=())
+    assert "run B has no round 0" in str(diff_text(col, short, 0))

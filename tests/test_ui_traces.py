@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -34,13 +35,66 @@ def app_for(db: Path) -> MstuiApp:
     return make_app(RunConfig(), db_path=db, backend_factory=lambda c: ScriptedBackend(SCRIPT))
 
 
+def screen_text(app: MstuiApp) -> str:
+    """What the terminal shows, as plain lines (the rendered screen, not widget state)."""
+    return "\n".join("".join(seg.text for seg in strip)
+                     for strip in app.screen._compositor.render_strips())
+
+
 def test_parse_query_splits_filters_from_search_words() -> None:
     assert parse_query("model:m set:gen:L2 correct:no farmer sold") == (
-        {"model": "m", "problem_set": "gen:L2", "correct": False},
+        {"model_like": "m", "problem_set": "gen:L2", "correct": False},
         "farmer sold",
     )
     with pytest.raises(ValueError, match="correct"):
         parse_query("correct:maybe")
+    since, _ = parse_query("since:2025-01-31T14:00 until:2025-02-01")
+    assert since["since"] == datetime(2025, 1, 31, 14, 0, tzinfo=UTC)
+    assert since["until"] == datetime(2025, 2, 2, tzinfo=UTC)  # a bare date: that whole day
+    for bad, needle in (("since:yesterday", "since: takes a date"),
+                        ("until:2025-13-01", "until: takes a date"),
+                        ("status:done", "status: takes one of")):
+        with pytest.raises(ValueError, match=needle):
+            parse_query(bad)
+
+
+def test_fit_overlap_counts_the_runs_a_fit_was_made_from() -> None:
+    from mstui.ui.services import fit_overlap, sample_line
+    from tests.helpers import make_record
+
+    fit = {"id": 7, "model": "m", "problem_set": "gen", "strategy": "reanswer", "level": None,
+           "created_at": "2025-06-01T00:00:00.000+00:00"}
+    labelled = [make_record(0, "p", "r", "5", correct=True)]
+    unlabelled = [make_record(0, "p", "r", "5", correct=None)]
+
+    def run(started: str, rounds=labelled, **kw):  # type: ignore[no-untyped-def]
+        return {"model": "m", "problem_set": "gen", "strategy": "reanswer", "level": 2,
+                "started_at": started, "rounds": rounds, "fit_id": None} | kw
+
+    before, after = "2025-05-01T00:00:00.000+00:00", "2025-07-01T00:00:00.000+00:00"
+    runs = [run(before), run(before), run(after), run(before, problem_set="other"),
+            run(before, rounds=unlabelled), run(before, fit_id=7)]
+    # In: the two labelled runs of its scope from before it; out: a later run, another set,
+    # a run with no label to learn from, and a run that used the fit (so came after it).
+    assert fit_overlap(fit, runs) == 2
+    assert fit_overlap(fit | {"problem_set": None}, runs) == 3  # a scope over every set
+    assert fit_overlap(fit | {"level": 3}, runs) == 0
+    assert sample_line(7, 2, 6).startswith("IN-SAMPLE: fit #7 was made from 2 of these 6 runs")
+    assert sample_line(7, 0, 6) == "out-of-sample: fit #7 was made from none of these runs"
+
+
+def test_model_filter_matches_part_of_the_name_literally(tmp_path: Path) -> None:
+    from mstui.store.sample import sample_round
+
+    with Store(tmp_path / "t.db") as store:
+        for model in ("SmolLM2-135M-Instruct.Q4_1.gguf", "qwen_50%.gguf", "qwenX50.gguf"):
+            rid = store.start_run(question="q", max_rounds=1, model=model)
+            store.add_round(rid, sample_round(0))
+            store.finish_run(rid, "finished")
+        assert store.count_runs(model_like="smollm2") == 1  # any case, any part
+        assert store.count_runs(model_like="gguf") == 3
+        assert store.count_runs(model_like="_50%") == 1  # LIKE's wildcards taken literally
+        assert store.count_runs(model="smollm2") == 0  # scopes and fits still match exactly
 
 
 async def open_traces(pilot, app: MstuiApp):  # type: ignore[no-untyped-def]
@@ -70,6 +124,58 @@ async def test_traces_lists_filters_and_searches(demo) -> None:  # type: ignore[
         await pilot.press("slash", "enter")
         await wait_for(pilot, lambda: f"of {wrong} " in text_of(screen.query_one("#traces-info")))
         assert table.row_count == wrong
+
+
+async def test_traces_model_since_search_question_and_mark(demo) -> None:  # type: ignore[no-untyped-def]
+    db, _ = demo
+    with Store(db) as store:
+        runs = {r["id"]: store.get_run(r["id"]) for r in store.list_runs(limit=-1)}
+    app = app_for(db)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_traces(pilot, app)
+        table = screen.query_one(DataTable)
+        info = screen.query_one("#traces-info")
+        # The question is a column; the run id cell has a gutter for the mark.
+        newest = max(runs)
+        row = [str(c) for c in table.get_row(str(newest))]
+        assert row[0] == f"  {newest}" and row[-1] == runs[newest]["question"][:60]
+        # model: takes part of the name, in any case.
+        screen.query_one(Input).value = "model:SCRIP"
+        await pilot.press("slash", "enter")
+        await wait_for(pilot, lambda: "matching 'model:SCRIP'" in text_of(info))
+        assert table.row_count == 16
+        screen.query_one(Input).value = "model:llama"
+        await pilot.press("slash", "enter")
+        await wait_for(pilot, lambda: "of 0 " in text_of(info))
+        # A date that is no date is said in one line; the rows stay, the box keeps the focus.
+        screen.query_one(Input).value = ""
+        await pilot.press("slash", "enter")
+        await wait_for(pilot, lambda: table.row_count == 16)
+        screen.query_one(Input).value = "since:last-week"
+        await pilot.press("slash", "enter")
+        await wait_for(pilot, lambda: "since: takes a date" in text_of(info))
+        assert "last-week" in text_of(info) and table.row_count == 16
+        assert isinstance(screen.focused, Input) and screen.query_text == ""
+        # A search shows, per run, the round it matched first and a snippet from it.
+        screen.query_one(Input).value = "farmer"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "matching 'farmer'" in text_of(info))
+        assert [str(c.label) for c in table.columns.values()][-2] == "match (round: text)"
+        for key in table.rows:
+            run = runs[int(str(key.value))]
+            hits = [r.index for r in run["rounds"] if "farmer" in r.response.lower()]
+            cell = str(table.get_row(key)[-2])
+            extra = f" (+{len(hits) - 1})" if len(hits) > 1 else ""
+            assert cell.startswith(f"r{hits[0]}{extra}: ") and "farmer" in cell.lower(), cell
+        # A marked run shows the mark and its whole id on screen ("● 16", never "● 1").
+        table.move_cursor(row=table.get_row_index(str(newest)))
+        await pilot.press("space")
+        await pilot.pause(0.05)
+        assert f"● {newest} " in screen_text(app)
+        assert str(table.get_row(str(newest))[0]) == f"● {newest}"
+        await pilot.press("space")  # unmarked: the gutter is blank again
+        await pilot.pause(0.05)
+        assert str(table.get_row(str(newest))[0]) == f"  {newest}"
 
 
 async def test_traces_pages_in_sql(tmp_path: Path) -> None:
@@ -129,8 +235,39 @@ async def test_replay_shows_stored_numbers_and_what_if_matches_core(demo) -> Non
         result = replay.last_set
         assert result.runs == 16  # every finished run of gen:L2 × scripted × reanswer
         assert result.earlier + result.later + result.same == result.runs
+        # The run's own fit was made from the 12 pool runs (the 4 markov runs came after it
+        # and used it): the report says the number is in-sample.
+        assert replay.last_in_sample == len(info["pool"]) == 12
+        assert f"IN-SAMPLE: fit #{info['fit_id']} was made from 12 of these 16 runs" in (
+            text_of(replay.query_one("#whatif")))
         await pilot.press("escape")
         await wait_for(pilot, lambda: type(app.screen).__name__ == "TracesScreen")
+
+
+async def test_what_if_inputs_are_labelled_and_one_tab_away(demo) -> None:  # type: ignore[no-untyped-def]
+    db, _ = demo
+    app = app_for(db)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_traces(pilot, app)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: getattr(app.screen, "run", None) is not None)
+        replay = app.screen
+        await pilot.pause(0.05)
+        # Each input is named on screen, also once it holds a value (placeholders vanish then).
+        assert replay.query_one("#wi-policy", Input).value and replay.query_one("#wi-price",
+                                                                              Input).value
+        shown = screen_text(app)
+        for label in ("policy", "κ (price per token)", "N_max (round cap)", "fit"):
+            assert f"▔ {label} ▔" in shown, label
+        assert "Tab: edit the inputs" in text_of(replay.query_one("#whatif"))
+        # One Tab from the replay reaches the first input; more Tabs walk the row in order.
+        assert replay.focused is None
+        order = []
+        for _ in range(4):
+            await pilot.press("tab")
+            order.append(replay.focused.id if replay.focused else None)
+        assert order == ["wi-policy", "wi-price", "wi-rounds", "wi-fit"]
+        assert screen is not replay
 
 
 async def test_fit_screen_shows_scope_and_refits(demo) -> None:  # type: ignore[no-untyped-def]

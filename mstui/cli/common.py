@@ -18,6 +18,18 @@ def db_path(db: str | None) -> Path:
     return Path(db) if db else default_db_path()
 
 
+def writable_db_path(db: str | None) -> Path:
+    """The trace database a command will write, checked before any work: its folder must exist
+    (a typo in --db must not leave a new folder behind) and it must not be a folder itself."""
+    path = db_path(db)
+    if path.is_dir():
+        raise StoreError(f"{path} is a folder; point --db (or $MSTUI_DB) at a traces file")
+    if not path.parent.is_dir():
+        raise StoreError(f"the folder {path.parent} does not exist; create it first or fix --db "
+                         "(or $MSTUI_DB)")
+    return path
+
+
 def open_existing_store(db: str | None, *, readonly: bool = True) -> Store:
     """Open a trace database that must already exist. Reading commands open it read-only: they
     never create, migrate or switch a file to WAL (a foreign file is refused unchanged)."""

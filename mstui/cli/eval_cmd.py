@@ -26,7 +26,7 @@ def register(sub: Any) -> None:
         description="Offline evaluation (DESIGN §1.6). Takes the stored runs that went to their "
                     "cap under the fixed policy (a pool), fits the chain on one part of the "
                     "questions and scores each policy by truncation on the other part: accuracy "
-                    "(95%% interval) and mean tokens per question, beside the dataset bounds.")
+                    "(95% interval) and mean tokens per question, beside the dataset bounds.")
     add_db_option(p)
     add_scope_filters(p)
     p.add_argument("--max-rounds", type=ranged(int, 1, 1000), metavar="N",

@@ -18,7 +18,7 @@ def register(sub: Any) -> None:
         "fit", help="fit the Markov chain of every scope from stored, labelled rounds",
         description="For every scope (model × problem set × strategy, optionally × level) with "
                     "labelled rounds in the trace database: count transitions, fit a and b with "
-                    "95%% intervals, p̂0, the fit checks and the observation model, store the "
+                    "95% intervals, p̂0, the fit checks and the observation model, store the "
                     "fit, and print it. Runs of `mstui run`/`sweep` with policy markov or gate "
                     "use the newest fit of their scope.")
     add_db_option(p)

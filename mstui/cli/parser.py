@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from mstui.config import PROFILE_SETTINGS, RunConfig
+from mstui.config import DEFAULT_MAX_ROUNDS, PROFILE_SETTINGS, RunConfig, default_threads
 from mstui.core.backend import GenSettings
 from mstui.core.profiles import PLAIN
 from mstui.core.prompts import FORMATS, STRATEGIES
@@ -75,8 +75,10 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--gpu-layers", type=ranged(int, -1, 100_000), default=-1, metavar="N",
                    help="layers to offload to the GPU; -1 = all (default), 0 = CPU only")
     g.add_argument("--threads", type=ranged(int, 1, 1024), metavar="N",
-                   help="CPU threads for llama.cpp (default: every core; fewer helps when the "
-                        "machine is busy with other work)")
+                   help="CPU threads for llama.cpp (default: half the usable cores, at least "
+                        f"1: {default_threads()} here. Every core collapses when other work "
+                        "shares them: on 2 busy cores, 2 threads ran 2.5-14x slower than 1. A "
+                        "round far below the model's measured tok/s is said, with this option)")
 
 
 def add_db_option(p: argparse.ArgumentParser) -> None:
@@ -85,8 +87,7 @@ def add_db_option(p: argparse.ArgumentParser) -> None:
                    help="trace database (default: $MSTUI_DB, else ./traces.db)")
 
 
-def add_run_options(p: argparse.ArgumentParser, *, default_rounds: int = 4,
-                    policy_default: str = "fixed") -> None:
+def add_run_options(p: argparse.ArgumentParser, *, policy_default: str = "fixed") -> None:
     """Options of one refinement run (run, sweep and the TUI share them)."""
     add_db_option(p)
     add_model_options(p)
@@ -120,9 +121,9 @@ def add_run_options(p: argparse.ArgumentParser, *, default_rounds: int = 4,
     g.add_argument("--allow-sparse-fit", action="store_true",
                    help="markov/gate: use a fit even when a rate rests on fewer than 5 "
                         "transitions (it is then the prior; refused by default)")
-    g.add_argument("--max-rounds", type=ranged(int, 1, 1000), default=default_rounds, metavar="N",
-                   help="cap on total rounds, the first answer included "
-                        f"(default {default_rounds})")
+    g.add_argument("--max-rounds", type=ranged(int, 1, 1000), default=DEFAULT_MAX_ROUNDS,
+                   metavar="N", help="cap on total rounds, the first answer included (default "
+                                     f"{DEFAULT_MAX_ROUNDS}, the same for run, sweep and the TUI)")
     s = p.add_argument_group("sampling")
     s.add_argument("--max-tokens", type=ranged(int, 1, 10_000_000), default=None, metavar="N",
                    help="tokens generated per round at most (default: the profile's, 256 or "
@@ -219,7 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--gold", metavar="X",
                      help="the correct answer, to mark each round right or wrong")
     run.add_argument("--json", action="store_true",
-                     help="print one JSON object per round instead of streaming text")
+                     help="print one JSON object per round instead of streaming text, "
+                          "then a last one with the stored run id, the final answer and why "
+                          "the run stopped")
     run.add_argument("--no-store", action="store_true",
                      help="do not record the run in the trace database")
     add_run_options(run)

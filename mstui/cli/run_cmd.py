@@ -21,10 +21,11 @@ from mstui.core.loop import (
     TokenStreamed,
     run_refinement,
 )
+from mstui.core.throughput import RateWatch
 from mstui.core.types import Decision, RoundRecord, finish_text
 from mstui.engine.factory import model_label, open_backend
 from mstui.runner import Run, build_run, check_first_prompt, needs_fit
-from mstui.session import RunRecorder, find_fit
+from mstui.session import RunRecorder, find_fit, measured_rate
 from mstui.store import Store, default_db_path
 
 
@@ -57,6 +58,27 @@ def round_json(record: RoundRecord, decision: Decision | None) -> dict[str, obje
                            "reason": decision.reason, "belief": decision.belief,
                            "pi": decision.pi, "expected_gain": decision.expected_gain}
     return out
+
+
+def final_json(finished: RunFinished, last: Decision | None, run_id: int | None,
+               db: str | None) -> dict[str, object]:
+    """The last `--json` line: the stored run, its final answer and why it stopped."""
+    stop_rule, stop_reason = (last.rule, last.reason) if last is not None else (None, None)
+    if finished.reason != "policy":  # cancelled or failed: that is why, whatever was decided
+        stop_rule, stop_reason = finished.reason, finished.error or finished.reason
+    final = finished.rounds[-1] if finished.rounds else None  # the final answer is the last's
+    return {
+        "run_id": run_id,
+        "db": db,
+        "final_answer": finished.final_answer,
+        "final_answer_text": final.answer_text if final is not None else None,
+        "final_correct": finished.final_correct,
+        "rounds": len(finished.rounds),
+        "tokens": sum(r.tokens for r in finished.rounds),
+        "stopped_by": finished.reason,  # policy, cancelled or error
+        "stop_rule": stop_rule,
+        "stop_reason": stop_reason,
+    }
 
 
 def cache_text(record: RoundRecord) -> str:
@@ -96,7 +118,9 @@ def cmd_run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                     obs_model=found.obs_model if found else None)
     config = run.config  # with the model profile's defaults
     if not args.json:
-        print(f"model: {run.backend.info.model} · {run.backend.info.offload_text} · "
+        threads = (f" · {run.backend.info.threads} thread(s)"
+                   if run.backend.info.backend == "llama.cpp" else "")
+        print(f"model: {run.backend.info.model} · {run.backend.info.offload_text}{threads} · "
               f"strategy {config.strategy} · policy {run.policy.spec}", file=out)
         print(f"profile: {run.profile.describe(config, context=run.backend.info.context_length)}",
               file=out)
@@ -134,7 +158,12 @@ def _stream(args: argparse.Namespace, question: str, config: RunConfig, run: Run
             out: TextIO) -> RoundRecord | None:
     """Run and print the loop's events; the round that failed or was cancelled, if one was."""
     pending: RoundRecord | None = None
+    last: Decision | None = None
     failed = None
+    # In-process only: a server's speed is not ours to fix with --threads.
+    rates = (RateWatch(run.backend.info.threads or None, measured_rate(store, run.backend))
+             if config.backend == "llama" else None)
+    rate_hint: str | None = None
     for event in run_refinement(question, backend=run.backend, prompter=run.prompter,
                                 policy=run.policy, max_rounds=config.max_rounds,
                                 settings=config.gen, gold=args.gold, cancel=cancel,
@@ -148,17 +177,24 @@ def _stream(args: argparse.Namespace, question: str, config: RunConfig, run: Run
             out.flush()
         elif isinstance(event, RoundFinished):
             pending = event.record
+            slow = rates.add(event.record) if rates is not None else None
+            if slow is not None:
+                rate_hint = slow.hint
+                print(f"mstui: note: {slow.hint}", file=sys.stderr if args.json else out)
             if event.record.finish_reason in ("error", "cancelled"):
                 failed = event.record
                 if args.json:
                     print(json.dumps(round_json(event.record, None)), file=out)
         elif isinstance(event, DecisionMade) and pending is not None:
             _report(pending, event.decision, args.json, out)
-            pending = None
+            pending, last = None, event.decision
         elif isinstance(event, RunFinished):
             for note in degrade_notes(run.backend, config, event.rounds):
                 print(f"mstui: note: {note}", file=sys.stderr)
             if args.json:
+                final = final_json(event, last, recorder.run_id if recorder else None,
+                                   str(store.path) if store else None)
+                print(json.dumps(final | {"rate_hint": rate_hint}), file=out)
                 continue
             print(f"\nfinal answer: {event.final_answer} after {len(event.rounds)} round(s)"
                   + (f" ({'correct' if event.final_correct else 'wrong'})"

@@ -48,7 +48,7 @@ def register(sub: Any) -> None:
                    help="questions in flight at once, each on its own llama-server slot (start "
                         "it with -np N; more than its slots queue here); the in-process backend "
                         "runs one at a time")
-    add_run_options(p, default_rounds=6)
+    add_run_options(p)
     p.set_defaults(handler=cmd_sweep)
 
 

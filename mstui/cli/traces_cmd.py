@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
 from mstui.cli.common import db_path, dumps, fmt_num, open_existing_store, output_file
 from mstui.core.types import finish_text
+from mstui.store.query import parse_date
 
 
 def register(sub: Any) -> None:
@@ -138,19 +138,6 @@ def _add_filters(p: argparse.ArgumentParser) -> None:
     g.add_argument("--until", metavar="DATE",
                    help="started before DATE (ISO, UTC; a bare date includes that whole day)")
     g.add_argument("--search", metavar="TEXT", help="runs with a response containing TEXT")
-
-
-def parse_date(text: str, *, end: bool = False) -> datetime:
-    """An ISO date or date-time (UTC when no zone); a bare date as `end` means the next day."""
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError(f"cannot read date {text!r}; use YYYY-MM-DD or YYYY-MM-DDTHH:MM") from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    if end and len(text.strip()) == 10:
-        value += timedelta(days=1)
-    return value
 
 
 def filters_from(args: argparse.Namespace) -> dict[str, Any]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from mstui.cli.common import writable_db_path
 from mstui.cli.parser import config_from_args
-from mstui.store import default_db_path
+from mstui.config import user_settings_path
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
@@ -14,15 +15,19 @@ def cmd_tui(args: argparse.Namespace) -> int:
     from mstui.ui.app import make_app
 
     config = config_from_args(args)
+    # Checked here: the app opens the store later, on its worker thread, where a bad path
+    # would only be a notification under a running TUI.
+    db = writable_db_path(args.db)
     auto = args.policy == "auto"
     app = make_app(
         config,
-        db_path=args.db or default_db_path(),
+        db_path=db,
         problem_set=args.problems or "gen",
         level=args.level,
         seed=args.seed,
         auto_policy=auto,
         question=args.question,
+        settings_path=user_settings_path(),
     )
     app.run()
     return 0

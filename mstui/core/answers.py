@@ -60,6 +60,8 @@ _NUMBER = re.compile(
     r"|(?<![\w./])[-−]?(?:\d+(?:\.\d+)?|\.\d+)(?:/\d+)?"
 )
 _TRIM_CHARS = " \t\r\n.:*$"
+# An `=` that states a result ("6*7 = 42"), not one inside `<=`, `>=`, `!=` or `==`.
+_RESULT_EQUALS = re.compile(r"(?<![<>!=])=(?!=)")
 
 
 def _last_match(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
@@ -145,19 +147,32 @@ def _extract_answer_is(
     opener = _MATH_OPEN.match(response, head)
     span = _math_span(response, opener) if opener is not None else None
     if span is not None and span[0] < span[1]:
-        text = response[span[0] : span[1]]
+        start, end = _after_result_equals(response, span[0], span[1])
+        text = response[start:end]
         answer = normalize_answer(text)
         if answer is not None:
-            return Extraction(answer, text, "answer-is", span[0], span[1])
+            return Extraction(answer, text, "answer-is", start, end)
     line_end = _line_end(response, pos)
     clause = _CLAUSE_END.search(response, pos, line_end)
     stop = clause.start() if clause else line_end
-    start, end = _trimmed_span(response, pos, stop)
+    start, end = _after_result_equals(response, *_trimmed_span(response, pos, stop))
     text = response[start:end]
     answer = normalize_answer(text)
     if answer is None:
         return None
     return Extraction(answer, text, "answer-is", start, end)
+
+
+def _after_result_equals(response: str, start: int, end: int) -> tuple[int, int]:
+    """The value after the last result `=` in [start, end), when there is one: "the answer is
+    indeed 6*7 = 42" states 42, and the words and working before the `=` are not the answer."""
+    last = _last_match(_RESULT_EQUALS, response[start:end])
+    if last is None:
+        return start, end
+    lo, hi = _trimmed_span(response, start + last.end(), end)
+    if lo >= hi or normalize_answer(response[lo:hi]) is None:
+        return start, end  # "x =" with nothing after it: keep the whole span
+    return lo, hi
 
 
 def _extract_hashes(response: str) -> Extraction | None:

@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from mstui.config import default_threads
 from mstui.core.backend import (
     BackendInfo,
     ChatMessage,
@@ -72,7 +73,7 @@ class LlamaBackend:
         supported = gpu_offload_supported()
         self._check_memory(supported and n_gpu_layers != 0)
         ctx = n_ctx or min(self.gguf.context_length or DEFAULT_CTX, DEFAULT_CTX)
-        threads = n_threads or os.cpu_count() or 1
+        threads = n_threads or default_threads()
         _install_log_capture()
         _LOG_LINES.clear()
         import llama_cpp

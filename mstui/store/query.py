@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -42,6 +42,26 @@ RUN_COLUMNS = (
     "error",
 )
 RUN_SELECT = ", ".join(f"runs.{c}" for c in RUN_COLUMNS)
+
+
+def parse_date(text: str, *, end: bool = False) -> datetime:
+    """An ISO date or date-time (UTC when no zone); a bare date as `end` means the next day.
+    ValueError with one line that says what is accepted."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"cannot read date {text!r}; use YYYY-MM-DD or YYYY-MM-DDTHH:MM") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    if end and len(text.strip()) == 10:
+        value += timedelta(days=1)
+    return value
+
+
+def like_pattern(text: str) -> str:
+    """A LIKE pattern matching `text` anywhere, its own % and _ taken literally (ESCAPE '\\')."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 def default_db_path() -> Path:
@@ -87,10 +107,18 @@ def run_filter(
     search: str | None = None,
     problem_id: str | None = None,
     sweep: str | None = None,
+    model_like: str | None = None,
 ) -> tuple[str, list[Any]]:
-    """A WHERE clause over `runs` (always valid SQL, '1' when unfiltered) and its parameters."""
+    """A WHERE clause over `runs` (always valid SQL, '1' when unfiltered) and its parameters.
+
+    `model` matches exactly (scopes, fits); `model_like` is what a person types: part of the
+    name, any case ("smol" finds SmolLM2-135M-Instruct.Q4_1.gguf).
+    """
     where: list[str] = []
     params: list[Any] = []
+    if model_like is not None:
+        where.append("runs.model LIKE ? ESCAPE '\\'")
+        params.append(like_pattern(model_like))
     for column, value in (
         ("model", model),
         ("problem_set", problem_set),
@@ -119,6 +147,41 @@ def run_filter(
         )
         params.append(fts_query(search))
     return (" AND ".join(where) or "1"), params
+
+
+def match_snippets(db: Any, run_ids: Iterable[int], text: str, *,
+                   mark: tuple[str, str] = ("[", "]")) -> dict[int, tuple[int, int, str]]:
+    """For each run, where `text` matched: (first matching round, matching rounds, snippet of
+    that round), for the runs that have a match. One query for a page of runs."""
+    ids = [int(i) for i in run_ids]
+    if not ids or not text.split():
+        return {}
+    rows = db.execute(
+        "SELECT rounds.run_id, rounds.idx, snippet(rounds_fts, 0, ?, ?, '…', 10) "
+        "FROM rounds_fts JOIN rounds ON rounds.id = rounds_fts.rowid WHERE rounds_fts MATCH ? "
+        f"AND rounds.run_id IN ({', '.join('?' * len(ids))}) ORDER BY rounds.run_id, rounds.idx",
+        [mark[0], mark[1], fts_query(text), *ids],
+    ).fetchall()
+    out: dict[int, tuple[int, int, str]] = {}
+    for run_id, idx, snippet in rows:
+        first, count, text_ = out.get(run_id, (idx, 0, snippet))
+        out[run_id] = (first, count + 1, text_)
+    return out
+
+
+def best_rate(db: Any, model: str, backend: str, host: str, *, recent: int = 200,
+              min_tokens: int = 8, min_seconds: float = 0.1) -> float | None:
+    """The best generation rate (tok/s after the first token) this model reached on this host
+    in its `recent` latest runs: the model's measured rate a slow round is compared with.
+    Rounds on other hosts (a shipped or imported file) say nothing about this machine."""
+    row = db.execute(
+        "SELECT max((r.completion_tokens - 1) / r.gen_seconds) FROM rounds r WHERE r.run_id IN "
+        "(SELECT id FROM runs WHERE model IS ? AND backend IS ? AND writer_host IS ? "
+        "ORDER BY id DESC LIMIT ?) AND r.completion_tokens > ? AND r.gen_seconds >= ? "
+        f"AND r.finish_reason NOT IN {UNSCORED}",
+        [model, backend, host, recent, min_tokens, min_seconds],
+    ).fetchone()
+    return float(row[0]) if row and row[0] is not None else None
 
 
 def fts_query(text: str) -> str:

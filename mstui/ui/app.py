@@ -9,8 +9,9 @@ from typing import ClassVar
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.message import Message
+from textual.theme import Theme
 
-from mstui.config import RunConfig
+from mstui.config import RunConfig, load_user_settings, save_user_setting
 from mstui.engine.models import DEFAULT_MODELS_DIR
 from mstui.ui import messages as m
 from mstui.ui.commands import GROUPS, MstuiCommands, PriceScreen, entries
@@ -50,9 +51,17 @@ class MstuiApp(App[None]):
         auto_policy: bool = True,
         show_timings: bool = True,
         models_dir: Path = DEFAULT_MODELS_DIR,
+        settings_path: Path | None = None,
     ) -> None:
         super().__init__()
         self.models_dir = models_dir  # where the palette looks for GGUFs
+        # The user's remembered choices (the theme); None (tests, snapshots): nothing is read
+        # or written, so a developer's own theme never changes what a test sees.
+        self.settings_path = settings_path
+        if settings_path is not None:
+            theme = load_user_settings(settings_path).get("theme")
+            if isinstance(theme, str) and theme in self.available_themes:
+                self.theme = theme  # an unknown name (a theme since removed) is ignored
         self.config = config
         self.db_path = db_path
         self.policy = "auto" if auto_policy else config.policy
@@ -70,6 +79,17 @@ class MstuiApp(App[None]):
         """Show the live screen first, then start loading the model in the background."""
         self.push_screen(self.live)
         self.worker.start()
+        if self.settings_path is not None:
+            self.theme_changed_signal.subscribe(self, self._remember_theme)
+
+    def _remember_theme(self, theme: Theme) -> None:
+        """Save a theme picked in the palette, for the next launch."""
+        assert self.settings_path is not None
+        try:
+            save_user_setting(self.settings_path, "theme", theme.name)
+        except OSError as exc:  # a read-only home: the theme still applies, for this session
+            self.notify(f"the theme is not remembered: cannot write {self.settings_path} "
+                        f"({exc.strerror or exc})", severity="warning")
 
     def on_unmount(self) -> None:
         """Stop the worker thread (it frees the model on its own thread)."""
@@ -200,9 +220,11 @@ def make_app(
     auto_policy: bool = True,
     show_timings: bool = True,
     models_dir: Path = DEFAULT_MODELS_DIR,
+    settings_path: Path | None = None,
 ) -> MstuiApp:
     """The app for the CLI, tests and snapshots; `backend_factory(config)` runs on the worker
     thread (tests pass a ScriptedBackend or a tiny GGUF; None loads config.model with llama.cpp).
+    `settings_path` is where the theme is remembered (the CLI passes the user's config file).
     """
     return MstuiApp(
         config or RunConfig(),
@@ -215,4 +237,5 @@ def make_app(
         auto_policy=auto_policy,
         show_timings=show_timings,
         models_dir=models_dir,
+        settings_path=settings_path,
     )

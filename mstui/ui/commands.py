@@ -28,14 +28,30 @@ GROUPS = ("model", "strategy", "policy", "format", "level", "screens")
 Entry = tuple[str, Callable[[], object], str]
 
 
+def current_model(app: MstuiApp) -> Path | None:
+    """The file the next run loads: --model resolved as the engine resolves it (a name, a stem
+    or None for the default all name a file, often the one in models/); None when none does."""
+    from mstui.engine.errors import ModelError
+    from mstui.engine.models import resolve_model
+
+    if app.config.backend != "llama":
+        return None  # a server's model name is no file here
+    try:
+        return resolve_model(app.config.model, app.models_dir)
+    except ModelError:
+        return None
+
+
 def model_entries(app: MstuiApp) -> list[Entry]:
-    """The current model plus every GGUF in the models folder (a reload on pick)."""
+    """The current model plus every other GGUF in the models folder (a reload on pick); the
+    current one is listed once, however it was named."""
     from mstui.engine.models import list_model_files
 
-    current = app.config.model or "default model"
-    out: list[Entry] = [(f"Model: {Path(current).name} (current)", lambda: None, "keep it")]
+    current = current_model(app)
+    label = current.name if current is not None else (app.config.model or "default model")
+    out: list[Entry] = [(f"Model: {Path(label).name} (current)", lambda: None, "keep it")]
     for path in list_model_files(app.models_dir):
-        if Path(current).name == path.name:
+        if current is not None and path.name == current.name:
             continue
         out.append(
             (f"Model: {path.name}", partial(app.choose_model, str(path)), "load it in the worker")

@@ -1,13 +1,17 @@
-"""Compare two stored runs side by side: per round answer ✓/✗, belief q_t and action; totals."""
+"""Compare two stored runs side by side: per round answer ✓/✗, belief q_t and action; totals;
+and the highlighted round's two responses as a word diff."""
 
 from __future__ import annotations
 
+import difflib
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
@@ -31,6 +35,7 @@ class RunColumn:
     tokens: int
     final_answer: str | None
     final_correct: bool | None
+    responses: tuple[str, ...] = ()  # each round's response text, for the diff
 
     @property
     def rounds(self) -> int:
@@ -73,7 +78,71 @@ def run_column(run: dict[str, Any]) -> RunColumn:
         sum(r.tokens for r in rounds),
         run.get("final_answer_text") or run.get("final_answer"),
         run.get("final_correct"),
+        tuple(r.response or "" for r in rounds),
     )
+
+
+MAX_DIFF_WORDS = 4000  # per side: difflib is quadratic at worst; a round is rarely longer
+_TOKEN = re.compile(r"\S+|\s+")
+
+
+@dataclass(frozen=True)
+class ResponseDiff:
+    """Two responses as runs of kept ('='), A-only ('-') and B-only ('+') text."""
+
+    parts: tuple[tuple[str, str], ...]
+    similarity: float  # difflib's ratio over words: 1.0 when identical
+    cut: bool  # a side was longer than MAX_DIFF_WORDS words and only its start is compared
+
+
+def response_diff(a: str, b: str) -> ResponseDiff:
+    """A word-level diff of two responses (difflib.SequenceMatcher over words and spaces, so
+    a changed word shows as itself, not as a changed line of a one-line response)."""
+    ta, tb = _TOKEN.findall(a), _TOKEN.findall(b)
+    cut = max(len(ta), len(tb)) > 2 * MAX_DIFF_WORDS  # words and the spaces between them
+    ta, tb = ta[: 2 * MAX_DIFF_WORDS], tb[: 2 * MAX_DIFF_WORDS]
+    matcher = difflib.SequenceMatcher(None, ta, tb, autojunk=False)
+    parts: list[tuple[str, str]] = []
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op == "equal":
+            parts.append(("=", "".join(ta[i1:i2])))
+            continue
+        if i2 > i1:
+            parts.append(("-", "".join(ta[i1:i2])))
+        if j2 > j1:
+            parts.append(("+", "".join(tb[j1:j2])))
+    return ResponseDiff(tuple(parts), matcher.ratio(), cut)
+
+
+DIFF_STYLES = {"=": "", "-": "red strike", "+": "green bold"}
+# git's --word-diff brackets, so a replaced word reads apart from its replacement, in colour or
+# not: "[-checked-]{+baskets+}".
+DIFF_BRACKETS = {"=": ("", ""), "-": ("[-", "-]"), "+": ("{+", "+}")}
+
+
+def diff_text(c_a: RunColumn, c_b: RunColumn, t: int) -> Text:
+    """Round t's responses of A and B as one text: [-A only-] struck in red, {+B only+} green."""
+    have = [t < len(c.responses) for c in (c_a, c_b)]
+    if not all(have):
+        who = " and ".join(name for name, h in zip("AB", have, strict=True) if not h)
+        return Text(f"round {t}: run {who} has no round {t}; nothing to compare", style="dim")
+    d = response_diff(c_a.responses[t], c_b.responses[t])
+    head = Text(f"round {t}: ", style="bold")
+    if d.similarity == 1.0:
+        head.append("the two responses are identical\n", style="bold")
+    else:
+        head.append(f"{d.similarity:.0%} alike · ")
+        head.append("[-A only-]", style=DIFF_STYLES["-"])
+        head.append(" ")
+        head.append("{+B only+}", style=DIFF_STYLES["+"])
+        head.append("\n")
+    for op, text in d.parts:
+        left, right = DIFF_BRACKETS[op]
+        head.append(f"{left}{text}{right}", style=DIFF_STYLES[op])
+    if d.cut:
+        head.append(f"\n(only the first {MAX_DIFF_WORDS} words of each are compared)",
+                    style="dim")
+    return head
 
 
 def compare_rows(a: RunColumn, b: RunColumn) -> list[tuple[str, ...]]:
@@ -99,11 +168,17 @@ class CompareScreen(Screen[None]):
 
     AUTO_FOCUS = "#compare-table"
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "back", "Back")]
+    # The diff's own box (app.tcss lays out the table and totals).
+    DEFAULT_CSS = """
+    #compare-diff-box { height: 1fr; border: round $secondary; padding: 0 1; }
+    #compare-diff { height: auto; }
+    """
 
     def __init__(self, run_a: int, run_b: int) -> None:
         super().__init__()
         self.ids = (run_a, run_b)
         self.columns: tuple[RunColumn, RunColumn] | None = None
+        self.diff_round: int | None = None  # the round whose responses the diff shows
 
     @property
     def mstui(self) -> MstuiApp:
@@ -115,6 +190,8 @@ class CompareScreen(Screen[None]):
         yield Static("loading…", id="compare-head")
         yield DataTable(id="compare-table", zebra_stripes=True, cursor_type="row")
         yield Static("", id="compare-totals")
+        with VerticalScroll(id="compare-diff-box"):
+            yield Static("", id="compare-diff")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -143,6 +220,18 @@ class CompareScreen(Screen[None]):
         self.query_one("#compare-totals", Static).update(
             Text(f"A {totals_line(a)}\nB {totals_line(b)}")
         )
+        self.query_one("#compare-diff-box").border_title = "responses: ↑ ↓ choose the round"
+        self.show_diff(0)
+
+    def show_diff(self, t: int) -> None:
+        """Round t's two responses as a word diff."""
+        if self.columns is not None:
+            self.diff_round = t
+            self.query_one("#compare-diff", Static).update(diff_text(*self.columns, t))
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        """The diff follows the highlighted round."""
+        self.show_diff(event.cursor_row)
 
     def action_back(self) -> None:
         """Back to the runs."""

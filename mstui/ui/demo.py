@@ -17,7 +17,6 @@ from mstui.ui.services import check_dicts
 
 MODEL = "scripted"  # ScriptedBackend's model name, so live scripted runs find the demo fit
 SCOPE = {"model": MODEL, "problem_set": "gen:L2", "strategy": "reanswer"}
-FIXED_TIME = "2025-01-01T00:00:00+00:00"
 SCRIPT = [
     " 12 apples and 5 pears make 12 + 5 = 18. The answer is 18.",
     " Let me recompute: 12 + 5 = 17. The answer is 17.",
@@ -71,6 +70,13 @@ def _store_run(
     return run_id
 
 
+def fit_time(pool_runs: int) -> str:
+    """When the demo's fit was made. Run n starts n minutes after 2025-01-01T00:00 UTC; the
+    fit is dated after the pool it was made from and before the markov runs that use it, as
+    in a real session (what-if over the set tells in-sample runs by these dates)."""
+    return f"2025-01-01T{pool_runs // 60:02d}:{pool_runs % 60:02d}:30+00:00"
+
+
 def demo_store(path: str | Path, questions: int = 16) -> dict[str, Any]:
     """A trace file with a fixed:3 pool of `questions` runs, its fit, and 4 markov runs.
 
@@ -81,7 +87,7 @@ def demo_store(path: str | Path, questions: int = 16) -> dict[str, Any]:
     rounds = [r.index for h in histories for r in h]
     correct = [bool(r.correct) for h in histories for r in h]
     fit = fit_chain(qids, rounds, correct, scope="scripted × gen:L2 × reanswer")
-    fit = dataclasses.replace(fit, created=FIXED_TIME)
+    fit = dataclasses.replace(fit, created=fit_time(questions))
     checks = check_dicts(fit_checks(qids, rounds, correct, fit))
     with Store(path) as store:
         fit_id = store.save_fit(SCOPE, fit.to_dict() | {"checks": checks})
@@ -98,6 +104,6 @@ def demo_store(path: str | Path, questions: int = 16) -> dict[str, Any]:
             "id * 60, 'unixepoch'), finished_at = strftime("
             "'2025-01-01T%H:%M:%S.000+00:00', id * 60 + 30, 'unixepoch')"
         )
-        con.execute("UPDATE fits SET created_at = ?", [FIXED_TIME])
+        con.execute("UPDATE fits SET created_at = ?", [fit_time(questions)])
     con.close()
     return {"fit": fit, "fit_id": fit_id, "pool": pool, "markov": markov, "histories": histories}

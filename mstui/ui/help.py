@@ -68,8 +68,9 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         (
             (
                 "/",
-                "filter and search: words search responses; model:, set:, policy:, "
-                "status:, correct:yes|no, since:DATE",
+                "filter and search: words search responses (the match column shows the "
+                "round); model: (part of the name), set:, policy:, status:, correct:yes|no, "
+                "since:DATE, until:DATE",
             ),
             ("Enter", "replay the selected run"),
             ("space", "mark / unmark a run (two at most)"),
@@ -83,13 +84,16 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         (
             ("← →", "previous / next round"),
             ("y", "why: the round's evidence and decision inequality"),
+            ("Tab", "to the what-if inputs: policy, κ, N_max, fit"),
             ("w", "what-if with the inputs below"),
-            ("W", "the same what-if over every stored run of this problem set"),
+            ("W", "the same what-if over every stored run of this problem set (says when "
+                  "the fit was made from those runs: in-sample)"),
             ("v", "what-if under the next stored fit of this model × strategy"),
             ("Esc", "back"),
         ),
     ),
-    ("compare", (("Esc", "back to the runs"),)),
+    ("compare", (("↑ ↓", "the round whose two responses are diffed below"),
+                 ("Esc", "back to the runs"))),
     (
         "fit",
         (

@@ -12,7 +12,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Select, Static
 
 from mstui.core.types import Decision, RoundRecord, finish_text
-from mstui.ui.services import StoredFit
+from mstui.ui.services import StoredFit, sample_line
 from mstui.ui.view import SetWhatIf, WhatIf, prob_view, set_what_if, what_if
 from mstui.ui.why import WHY_SUBTITLE
 from mstui.ui.widgets import (
@@ -32,6 +32,16 @@ if TYPE_CHECKING:
     from mstui.ui.app import MstuiApp
 
 
+# Each what-if input's name sits in its border, so it stays visible once a value is typed.
+WHAT_IF_LABELS = {
+    "#wi-policy": "policy",
+    "#wi-price": "κ (price per token)",
+    "#wi-rounds": "N_max (round cap)",
+    "#wi-fit": "fit",
+}
+WHAT_IF_HINT = "Tab: edit the inputs · w: what-if with them · W: over every stored run of this set"
+
+
 class ReplayScreen(Screen[None]):
     """The panels of the live view fed from stored rows; ← → move between rounds."""
 
@@ -45,6 +55,8 @@ class ReplayScreen(Screen[None]):
         Binding("v", "next_fit", "Fit ▸"),
         Binding("z", "thinking", "Thinking"),
         Binding("y", "why", "Why"),
+        # One Tab reaches the what-if inputs (the stream comes first in the focus chain).
+        Binding("tab", "tab", "What-if inputs", show=False),
     ]
 
     def __init__(self, run_id: int) -> None:
@@ -56,6 +68,7 @@ class ReplayScreen(Screen[None]):
         self.cursor = 0
         self.last_what_if: WhatIf | None = None
         self.last_set: SetWhatIf | None = None
+        self.last_in_sample: int | None = None  # runs of the last set what-if the fit saw
         self.fits: list[StoredFit] = []  # stored fits of this run's model × strategy
 
     @property
@@ -75,13 +88,11 @@ class ReplayScreen(Screen[None]):
                 yield DecisionPanel(id="decision")
         yield RoundStrip(id="strip")
         with Horizontal(id="whatif-row"):
-            yield Input(id="wi-policy", placeholder="policy, e.g. markov, fixed:2, repeat")
-            yield Input(id="wi-price", placeholder="κ (price per token)")
-            yield Input(id="wi-rounds", placeholder="N_max")
-            yield Select[int]([], id="wi-fit", prompt="fit: the run's own", allow_blank=True)
-        yield Static(
-            "w: what-if with these inputs · W: over every stored run of this set", id="whatif"
-        )
+            yield Input(id="wi-policy", placeholder="e.g. markov, fixed:2, repeat")
+            yield Input(id="wi-price", placeholder="accuracy per token, e.g. 0.0005")
+            yield Input(id="wi-rounds", placeholder="cap on total rounds")
+            yield Select[int]([], id="wi-fit", prompt="the run's own", allow_blank=True)
+        yield Static(WHAT_IF_HINT, id="whatif")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -89,6 +100,12 @@ class ReplayScreen(Screen[None]):
         self.query_one("#prob", ProbPanel).border_title = "probability (as stored)"
         self.query_one("#decision", DecisionPanel).border_title = "decision (as stored)"
         self.query_one("#whatif", Static).border_title = "what-if"
+        for selector, label in WHAT_IF_LABELS.items():
+            widget = self.query_one(selector)
+            # A Select draws its border on the box inside it (SelectCurrent): the title goes
+            # there; queried by name, the class is not public.
+            target = widget.query_one("SelectCurrent") if isinstance(widget, Select) else widget
+            target.border_title = label
         self.run_worker(self._fetch, thread=True, exclusive=True, group="replay")
 
     def _fetch(self) -> None:
@@ -164,6 +181,14 @@ class ReplayScreen(Screen[None]):
         """Fold / unfold the round's thinking."""
         self.query_one(StreamView).toggle_thinking()
 
+    def action_tab(self) -> None:
+        """From outside the what-if row, to its first input; inside it, to the next one."""
+        row = self.query_one("#whatif-row")
+        if self.focused is None or row not in self.focused.ancestors:
+            self.query_one("#wi-policy", Input).focus()
+        else:
+            self.focus_next()
+
     def action_move(self, delta: int) -> None:
         """Previous / next round (the why-view, when open, follows)."""
         why = self.query_one(StreamView).close_overlay()
@@ -228,6 +253,13 @@ class ReplayScreen(Screen[None]):
                           fit_label=label)
         panel.show_overlay(why_renderable(e, self.decisions.get(r.index), label, note),
                            f"why: run {self.run['id']} round {r.index}", WHY_SUBTITLE)
+    def chosen_fit_id(self) -> int | None:
+        """The stored id of the what-if's fit (None: the run had none)."""
+        assert self.run is not None
+        value = self.query_one("#wi-fit", Select).value
+        if any(f.fit_id == value for f in self.fits):
+            return int(value)  # type: ignore[arg-type]
+        return int(self.run["fit_id"]) if self.run.get("fit") is not None else None
 
     def action_next_fit(self) -> None:
         """Cycle the what-if fit through the stored fits of this model × strategy."""
@@ -296,8 +328,9 @@ class ReplayScreen(Screen[None]):
         self.query_one("#whatif", Static).update("computing over the stored runs…")
         run = self.run
         fit, obs, _ = self.chosen_fit()
+        fit_id = self.chosen_fit_id()
         self.run_worker(
-            lambda: self._set_what_if(run, spec, price, nmax, fit, obs),
+            lambda: self._set_what_if(run, spec, price, nmax, fit, obs, fit_id),
             thread=True,
             exclusive=True,
             group="whatif",
@@ -311,19 +344,23 @@ class ReplayScreen(Screen[None]):
         nmax: int,
         fit: ChainFit | None,
         obs: ObservationModel | None,
+        fit_id: int | None,
     ) -> None:
         try:
             runs = self.mstui.traces.sibling_runs(run)
             result = set_what_if(runs, spec, price, nmax, fit, obs)
+            used = self.mstui.traces.in_sample(fit_id, runs) if fit is not None else 0
         except Exception as exc:
             self.app.call_from_thread(
                 self.query_one("#whatif", Static).update, Text(one_line(exc), style="red")
             )
             return
         self.last_set = result
-        self.app.call_from_thread(
-            self.query_one("#whatif", Static).update, "\n".join(result.lines())
-        )
+        self.last_in_sample = used
+        text = Text("\n".join(result.lines()) + "\n")
+        text.append(sample_line(fit_id if fit is not None else None, used, len(runs)),
+                    style="bold yellow" if used else "dim")
+        self.app.call_from_thread(self.query_one("#whatif", Static).update, text)
 
     def action_back(self) -> None:
         """Leave a what-if box or the why-view, else go back to the runs."""

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from mstui.store import Store
 
 FILTER_KEYS = {
-    "model": "model",
+    "model": "model_like",  # part of the name, any case: what a person types
     "set": "problem_set",
     "problem_set": "problem_set",
     "policy": "policy",
@@ -29,8 +29,16 @@ FILTER_KEYS = {
 }
 
 
+# Brackets the matched words of a search snippet; control characters, so never in a response.
+SNIPPET_MARK = ("\x02", "\x03")
+
+
 def parse_query(text: str) -> tuple[dict[str, Any], str]:
-    """'model:x set:gen:L3 correct:yes carrots' → ({model, problem_set, correct}, 'carrots')."""
+    """'model:x set:gen:L3 correct:yes carrots' → ({model_like, problem_set, correct},
+    'carrots'). A value that cannot match anything (a date that is no date, an unknown status)
+    is a ValueError with one line, never a silent "0 runs"."""
+    from mstui.store.query import RUN_STATUSES, parse_date
+
     filters: dict[str, Any] = {}
     words: list[str] = []
     for token in text.split():
@@ -41,8 +49,16 @@ def parse_query(text: str) -> tuple[dict[str, Any], str]:
                 if value.lower() not in ("yes", "no", "true", "false", "1", "0"):
                     raise ValueError(f"correct: takes yes or no, not {value!r}")
                 filters[name] = value.lower() in ("yes", "true", "1")
+            elif name in ("since", "until"):
+                try:
+                    filters[name] = parse_date(value, end=name == "until")
+                except ValueError:
+                    raise ValueError(f"{name}: takes a date such as 2025-01-31 or "
+                                     f"2025-01-31T14:00 (UTC), not {value!r}") from None
+            elif name == "status" and value.lower() not in RUN_STATUSES:
+                raise ValueError(f"status: takes one of {', '.join(RUN_STATUSES)}, not {value!r}")
             else:
-                filters[name] = value
+                filters[name] = value.lower() if name == "status" else value
         else:
             words.append(token)
     return filters, " ".join(words)
@@ -81,6 +97,34 @@ def check_dicts(checks: list[CheckResult]) -> list[dict[str, Any]]:
     ]
 
 
+def fit_overlap(fit: dict[str, Any], runs: list[dict[str, Any]]) -> int:
+    """How many of `runs` a stored fit (a Store.fits() row) was made from: runs of its scope
+    (a scope field left None matches any value) that started before the fit was saved and
+    have a labelled round. Those runs are in-sample: a what-if on them scores the fit on the
+    data it learned from, which flatters it."""
+    created = str(fit.get("created_at") or "")
+    n = 0
+    for run in runs:
+        if any(fit.get(k) is not None and fit.get(k) != run.get(k)
+               for k in ("model", "problem_set", "strategy", "level")):
+            continue
+        if str(run.get("started_at") or "") >= created or run.get("fit_id") == fit.get("id"):
+            continue  # run after the fit was made (a run that used it, for one)
+        n += any(r.correct is not None for r in run.get("rounds", ()))
+    return n
+
+
+def sample_line(fit_id: int | None, used: int, of: int) -> str:
+    """Whether a set-wide what-if is in-sample, in one line."""
+    if fit_id is None:
+        return "no fit: nothing was learned from these runs"
+    if used == 0:
+        return f"out-of-sample: fit #{fit_id} was made from none of these runs"
+    part = "all" if used == of else f"{used}"
+    return (f"IN-SAMPLE: fit #{fit_id} was made from {part} of these {of} runs, so this "
+            "flatters the policy; pick a fit from other runs (v) for an honest number")
+
+
 @dataclass(frozen=True)
 class StoredFit:
     """A stored fit ready for the policies: its id, a label for a chooser, chain and obs model."""
@@ -112,11 +156,19 @@ class TraceService:
             return self._store
 
     def page(self, query: str, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
-        """One page of runs matching a filter/search query, and how many match in all."""
+        """One page of runs matching a filter/search query, and how many match in all. With
+        search words each row has `match`: (first matching round, matching rounds, snippet)."""
+        from mstui.store.query import match_snippets
+
         filters, words = parse_query(query)
         if words:
             filters["search"] = words
         rows = self.store.list_runs(limit=limit, offset=offset, **filters)
+        if words and rows:
+            with self.store.reader() as db:
+                found = match_snippets(db, (r["id"] for r in rows), words, mark=SNIPPET_MARK)
+            for r in rows:
+                r["match"] = found.get(int(r["id"]))
         return rows, self.store.count_runs(**filters)
 
     def run(self, run_id: int) -> dict[str, Any]:
@@ -136,6 +188,15 @@ class TraceService:
     def fit_by_id(self, fit_id: int) -> dict[str, Any]:
         """A stored fit as saved."""
         return self.store.get_fit(fit_id)
+
+    def fit_summary(self, fit_id: int) -> dict[str, Any] | None:
+        """A fit's row (scope columns, created_at), or None when it was deleted."""
+        return next((row for row in self.store.fits() if row.get("id") == fit_id), None)
+
+    def in_sample(self, fit_id: int | None, runs: list[dict[str, Any]]) -> int:
+        """How many of `runs` the fit `fit_id` was made from (fit_overlap); 0 without a fit."""
+        row = None if fit_id is None else self.fit_summary(fit_id)
+        return 0 if row is None else fit_overlap(row, runs)
 
     def fits_for(self, run: dict[str, Any]) -> list[StoredFit]:
         """Stored fits of the run's model and strategy (any problem set), newest first."""

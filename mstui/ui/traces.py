@@ -10,6 +10,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
+from mstui.ui.services import SNIPPET_MARK, parse_query
 from mstui.ui.widgets import mark
 from mstui.ui.worker import one_line
 
@@ -29,7 +30,11 @@ COLUMNS = (
     "ok",
     "tokens",
     "status",
+    "question",  # last: the widest, clipped to what is left of the screen
 )
+MATCH_COLUMN = "match (round: text)"  # before the question while a search is on
+LEAD = 14  # characters of a search snippet kept before its first hit
+MARK = "●"  # a marked run (for compare); unmarked ids carry a blank of the same width
 
 
 def clip(text: str, width: int) -> str:
@@ -37,16 +42,53 @@ def clip(text: str, width: int) -> str:
     return text if len(text) <= width else "…" + text[-(width - 1):]
 
 
-def row_cells(r: dict[str, Any]) -> tuple[str, ...]:
-    """One runs row as table cells."""
+def head(text: str, width: int) -> str:
+    """`text` on one line, cut to `width` cells keeping its start (questions start with what
+    they ask)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def id_cell(run_id: int, marked: bool) -> str:
+    """The run cell: a gutter for the mark, then the id. The mark never takes the id's place
+    (a cell was once "● 3" for run 304: the column kept the width of the bare ids)."""
+    return f"{MARK if marked else ' '} {run_id}"
+
+
+def match_cell(match: tuple[int, int, str] | None, width: int = 40) -> Text:
+    """'r2 (+1): …the farmer sold…' with the matched words bold: where a search hit a run
+    (its first matching round, and how many more rounds matched)."""
+    if match is None:
+        return Text("—", style="dim")
+    first, count, snippet = match
+    out = Text(f"r{first}" + (f" (+{count - 1})" if count > 1 else "") + ": ", style="cyan")
+    flat = " ".join(snippet.split())
+    hit = flat.find(SNIPPET_MARK[0])
+    if hit > LEAD:  # keep a few words before the first hit, so the hit itself is in the cell
+        flat = "…" + flat[hit - LEAD:].lstrip("…")
+    budget = max(width - len(out), 8)
+    bold = False
+    for part in flat.replace(SNIPPET_MARK[1], SNIPPET_MARK[0]).split(SNIPPET_MARK[0]):
+        if budget <= 0:
+            break
+        piece = part if len(part) <= budget else part[: budget - 1] + "…"
+        out.append(piece, style="bold reverse" if bold else "")
+        budget -= len(piece)
+        bold = not bold
+    return out
+
+
+def row_cells(r: dict[str, Any], *, marked: bool = False,
+              search: bool = False) -> tuple[str | Text, ...]:
+    """One runs row as table cells (with the match column when a search is on)."""
     started = (r.get("started_at") or "")[:16].replace("T", " ")
     answer = r.get("final_answer_text") or r.get("final_answer") or "—"
-    return (
-        str(r["id"]),
+    cells: tuple[str | Text, ...] = (
+        id_cell(int(r["id"]), marked),
         started,
-        str(r.get("model") or "—")[:24],
-        str(r.get("problem_set") or "—")[:14],
-        clip(str(r.get("problem_id") or "—"), 16),
+        str(r.get("model") or "—")[:20],
+        str(r.get("problem_set") or "—")[:12],
+        clip(str(r.get("problem_id") or "—"), 12),
         str(r.get("policy") or "—"),
         str(r.get("n_rounds") or 0),
         str(answer)[:12],
@@ -54,6 +96,9 @@ def row_cells(r: dict[str, Any]) -> tuple[str, ...]:
         str(r.get("total_tokens") or 0),
         str(r.get("status") or ""),
     )
+    if search:
+        cells += (match_cell(r.get("match")),)
+    return (*cells, head(str(r.get("question") or "—"), 60))
 
 
 class TracesScreen(Screen[None]):
@@ -76,6 +121,7 @@ class TracesScreen(Screen[None]):
         self.page_offset = 0
         self.total = 0
         self.marked: list[int] = []  # run ids marked for comparison, oldest mark first
+        self.searching = False  # the table has the match column
 
     @property
     def mstui(self) -> MstuiApp:
@@ -86,7 +132,7 @@ class TracesScreen(Screen[None]):
         """Query box, table, page line."""
         yield Input(
             id="traces-query",
-            placeholder="filter: model:… set:… policy:… status:… "
+            placeholder="filter: model:(part of the name) set:… policy:… status:… "
             "correct:yes since:2025-01-01 · other words search the responses",
         )
         yield DataTable(id="traces-table", cursor_type="row", zebra_stripes=True)
@@ -95,9 +141,15 @@ class TracesScreen(Screen[None]):
 
     def on_mount(self) -> None:
         """Columns, then the first page (in a thread: a big database never blocks the UI)."""
-        table = self.query_one(DataTable)
-        self.run_column = table.add_columns(*COLUMNS)[0]
+        self._columns(search=False)
         self.load()
+
+    def _columns(self, *, search: bool) -> None:
+        table = self.query_one(DataTable)
+        table.clear(columns=True)
+        names = (*COLUMNS[:-1], MATCH_COLUMN, COLUMNS[-1]) if search else COLUMNS
+        self.run_column = table.add_columns(*names)[0]
+        self.searching = search
 
     def load(self) -> None:
         """Fetch the current page in a thread worker."""
@@ -119,12 +171,13 @@ class TracesScreen(Screen[None]):
         self.app.notify(error, title="traces", severity="error")
 
     def _show(self, rows: list[dict[str, Any]], total: int, offset: int) -> None:
+        search = bool(rows) and "match" in rows[0]
+        if search != self.searching:
+            self._columns(search=search)
         table = self.query_one(DataTable)
         table.clear()
         for r in rows:
-            cells = row_cells(r)
-            if r["id"] in self.marked:
-                cells = (f"● {cells[0]}", *cells[1:])
+            cells = row_cells(r, marked=r["id"] in self.marked, search=search)
             table.add_row(*cells, key=str(r["id"]))
         self.total = total
         last = offset + len(rows)
@@ -138,7 +191,13 @@ class TracesScreen(Screen[None]):
         return f" (marked: {', '.join(map(str, self.marked))})" if self.marked else ""
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        """Apply a new filter/search query from the first page."""
+        """Apply a new filter/search query from the first page; a filter that cannot work (a
+        bad date) is said in one line and the box keeps the focus, to fix it."""
+        try:
+            parse_query(event.value)
+        except ValueError as exc:
+            self._failed(one_line(exc))
+            return
         self.query_text = event.value.strip()
         self.page_offset = 0
         self.query_one(DataTable).focus()
@@ -178,7 +237,7 @@ class TracesScreen(Screen[None]):
     def _mark_cell(self, run_id: int, on: bool) -> None:
         table = self.query_one(DataTable)
         if str(run_id) in table.rows:  # the run may be on another page
-            table.update_cell(str(run_id), self.run_column, f"● {run_id}" if on else str(run_id))
+            table.update_cell(str(run_id), self.run_column, id_cell(run_id, on))
 
     def action_compare(self) -> None:
         """Open the two marked runs side by side."""

@@ -16,6 +16,7 @@ from textual.message import Message
 from mstui.config import RunConfig
 from mstui.core.backend import Backend
 from mstui.core.profiles import ModelProfile
+from mstui.core.throughput import RateWatch
 from mstui.core.types import Action, Decision, RoundRecord
 from mstui.ui import messages as m
 from mstui.ui.breakpoints import Breakpoints, hit
@@ -128,6 +129,7 @@ class ModelWorker:
         self.to_end = False
         self.backend: Backend | None = None
         self.profile: ModelProfile | None = None  # the loaded model's (what runs will use)
+        self.rates: RateWatch | None = None  # the loaded model's generation speed
         self.store: Store | None = None
         self.busy = False
         self.paused = False
@@ -243,6 +245,13 @@ class ModelWorker:
         self.post(m.Notice(f"profile {profile.describe(self.config, context=self.backend.info.context_length)}",  # noqa: E501
                            "information"))
         info = self.backend.info
+        # In-process models only: a notice when tok/s collapses, naming --threads.
+        if config.backend == "llama":
+            from mstui.session import measured_rate
+
+            self.rates = RateWatch(info.threads or None, measured_rate(self.store, self.backend))
+        else:
+            self.rates = None
         self.post(
             m.ModelReady(info.model, info.backend, info.offload_text, time.perf_counter() - started)
         )
@@ -447,6 +456,8 @@ class ModelWorker:
             if event.record.finish_reason not in ("cancelled", "error"):
                 ctx.history.append(event.record)
             self.post(m.RoundDone(event.record))
+            if (slow := self.rates.add(event.record) if self.rates else None) is not None:
+                self.post(m.Notice(slow.hint, "warning"))
         elif isinstance(event, DecisionMade):
             view = prob_view(
                 ctx.fit, ctx.obs, ctx.history, event.decision, ctx.max_rounds, ctx.label, ctx.note,

@@ -24,6 +24,8 @@ VALID_SPECS = (
     "markov, markov:κ (e.g. markov:0.001), mixture, mixture:κ, gate, gate:gamma=G, gate:tau=T, "
     "gate:eps=E, fixed:N, none, repeat, oracle"
 )
+# The policy names a spec starts with (before any ":"), e.g. to check a stored-run filter.
+POLICY_NAMES = ("markov", "mixture", "gate", "fixed", "none", "repeat", "oracle")
 NO_FIT = "no chain fit is available for this scope; run `mstui sweep` then `mstui fit` first"
 
 
@@ -340,7 +342,7 @@ def parse_policy(
             raise ValueError(f"policy {name!r} refuses this fit: {reason}; fit more rounds, "
                              f"or {ALLOW_SPARSE_HINT}")
     if name in ("markov", "mixture") and fit is not None:
-        k = _number(arg, "markov price κ") if arg else _number(str(price), "price κ")
+        k = _number(arg, f"{name} price κ") if arg else _number(str(price), "price κ")
         tag = name if k == 0 else f"{name}:{k:g}"
         mix = MixtureFit.from_dict(fit.mixture) if fit.mixture else None
         if name == "mixture":

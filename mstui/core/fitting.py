@@ -98,14 +98,25 @@ class ChainFit:
         if not self.sparse_rows:
             return None
         prior = f"Beta({self.prior_alpha:g}, {self.prior_beta:g})"
-        parts = []
+        parts: list[str] = []
+        none: list[str] = []
+        few: list[str] = []
         for name in self.sparse_rows:
             n = self.n_cc + self.n_cw if name == "a" else self.n_wc + self.n_ww
             state = "C" if name == "a" else "W"
             parts.append(f"{name} rests on {n} transition(s) from {state}")
+            (none if n == 0 else few).append(name)
+        # With no transition the rate is the prior itself; with a handful it is data pulled
+        # hard towards the prior (its interval says how little is known): say which.
+        verdicts = []
+        if none:
+            verdicts.append(f"{' and '.join(none)} {'is' if len(none) == 1 else 'are'} the "
+                            f"{prior} prior, not data")
+        if few:
+            verdicts.append(f"{' and '.join(few)} {'rests' if len(few) == 1 else 'rest'} "
+                            f"mostly on the {prior} prior")
         return (f"the fit is sparse: {' and '.join(parts)} (fewer than {MIN_ROW_TRANSITIONS}), "
-                f"so {' and '.join(self.sparse_rows)} "
-                f"{'is' if len(self.sparse_rows) == 1 else 'are'} the {prior} prior, not data")
+                f"so {'; '.join(verdicts)}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict (flags as a list); inverse of from_dict."""

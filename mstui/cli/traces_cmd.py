@@ -399,6 +399,7 @@ def _partial(report: Any) -> str:
 def _refit(args: argparse.Namespace, out: TextIO) -> None:
     """Refit every scope whose fit in use is stale (from this regrade or an earlier one), within
     the scope filters, as `mstui fit` would (by level where it was fitted by level before)."""
+    from mstui.analysis.pools import MIN_TRANSITIONS
     from mstui.cli.fit_cmd import cmd_fit
     from mstui.store.regrade import stale_fits
 
@@ -415,6 +416,6 @@ def _refit(args: argparse.Namespace, out: TextIO) -> None:
             cmd_fit(argparse.Namespace(db=args.db, model=model, problem_set=pset,
                                        strategy=strategy,
                                        by_level=(model, pset, strategy) in by_level,
-                                       min_transitions=10, json=args.json), out)
+                                       min_transitions=MIN_TRANSITIONS, json=args.json), out)
         except ValueError as exc:  # too little data left to fit: say so, refit the others
             print(f"not refitted: {model} · {pset} · {strategy}: {exc}", file=out)

@@ -28,7 +28,9 @@ class Run:
 
 def needs_fit(spec: str) -> bool:
     """Whether a policy spec decides from a fitted chain (markov, mixture, gate)."""
-    return spec.split(":", 1)[0].strip().lower() in ("markov", "mixture", "gate")
+    from mstui.core.policies import FIT_POLICIES
+
+    return spec.split(":", 1)[0].strip().lower() in FIT_POLICIES
 
 
 def make_policy(config: RunConfig, fit: ChainFit | None, gold: str | None,

@@ -102,3 +102,73 @@ def test_eval_errors_are_one_line(tmp_path: Path, pool_db: Path,
     assert "--kappas" in err(["eval", "--db", str(pool_db), "--kappas", "a,b"])
     assert "unknown policy" in err(["eval", "--db", str(pool_db), "--policies", "bogus"])
     assert "--test-fraction" in err(["eval", "--db", str(pool_db), "--test-fraction", "1.5"])
+
+
+@pytest.fixture(scope="module")
+def level_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Level 1 has data both ways; level 2 is never right, so a fit of level 2 alone has no
+    transition from C: its a is the prior."""
+    import sqlite3
+
+    path = tmp_path_factory.mktemp("levels") / "levels.db"
+    with Store(path, durable=False) as store:
+        write_pool(store, simulate_pool(120, N_ROUNDS, 0.1, 0.3, 0.4, seed=5), prefix="a")
+        write_pool(store, simulate_pool(40, N_ROUNDS, 0.1, 0.0, 0.0, seed=6), prefix="b")
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE runs SET level = 2 WHERE problem_id LIKE 'b%'")
+    return path
+
+
+def test_per_level_fits_follow_the_one_sparse_rule(level_db: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["eval", "--db", str(level_db), "--by-level", "--fit-per-level", "--sensitivity", "0"]
+    assert main([*argv, "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)["scopes"][0]
+    assert rep["refused"] is None  # the fit on every level has data both ways
+    levels = {lv["level"]: lv for lv in rep["by_level"]}
+    assert levels[1]["refused"] is None
+    assert any(r["policy"].startswith("markov") for r in levels[1]["results"])
+    two = levels[2]
+    assert two["refused"]["policies"] == ["gate", "markov", "mixture"]
+    assert "a rests on 0 transition(s) from C" in two["refused"]["reason"]
+    assert not any(r["policy"].startswith(("markov", "gate", "mixture")) for r in two["results"])
+    assert two["fit"]["sparse"]["rates"] == ["a"] and two["bounds"]["from_sparse_fit"] is True
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    level2 = text[text.index("level 2:"):]
+    assert "⚠ sparse: a is (mostly) the prior" in level2.splitlines()[0]
+    assert "not scored: gate, markov, mixture — refused as `mstui run` would refuse them: the " \
+           "training fit is sparse: a rests on 0 transition(s) from C" in level2
+    assert "⚠ upper and lower rest on π of a sparse fit" in level2
+
+
+def test_a_sparse_split_fit_is_flagged_with_its_bounds(pool_db: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["eval", "--db", str(pool_db), "--test-fraction", "0.996", "--sensitivity", "0"]
+    assert main([*argv, "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)["scopes"][0]
+    assert rep["n_train_questions"] == 1 and rep["fit"]["sparse"]["rates"]
+    assert rep["bounds"]["from_sparse_fit"] is True and rep["refused"]["policies"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    fit_line = next(line for line in text.splitlines() if line.startswith("fit on 1 questions"))
+    assert "⚠ sparse:" in fit_line
+    bounds_line = next(line for line in text.splitlines() if "bounds: neutral" in line)
+    assert "⚠ upper and lower rest on π of a sparse fit" in bounds_line
+    # The sentence reads as one (it once said "the training the fit is sparse").
+    assert "the training the fit" not in text and "the training fit is sparse" in text
+
+
+def test_eval_policy_specs_are_checked_before_the_table(pool_db: Path) -> None:
+    from tests.test_cli_run import assert_one_line_error, mstui
+
+    assert_one_line_error(mstui("eval", "--db", str(pool_db), "--policies", "mixture:abc"),
+                          "'mixture:abc'", "the price κ after mixture: must be a number")
+    assert_one_line_error(mstui("eval", "--db", str(pool_db), "--policies", "fixed:99"),
+                          "'fixed:99' asks for 99 refinement rounds", "fixed:0 to fixed:4")
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        proc = mstui("eval", "--db", str(pool_db), "--plot", str(pool_db.parent / "x.png"))
+        assert_one_line_error(proc, "a PNG plot needs matplotlib")
+        assert proc.stdout == ""  # said before the table, not after it

@@ -133,3 +133,96 @@ def test_fit_errors_are_one_line(tmp_path: Path, sim_db: Path,
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"not a database" * 200)
     err(["fit", "--db", str(junk)])
+
+
+def _store_pools(db: Path, *pools: tuple[Pool, str]) -> None:
+    with Store(db, durable=False) as store:
+        for pool, prefix in pools:
+            write_pool(store, pool, prefix=prefix)
+
+
+def test_a_fit_on_the_prior_says_so_and_its_checks_cannot_test(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # 20 questions, never right: no transition from C, so a (and π) is the prior, and the
+    # time-homogeneity and first-order checks have nothing to compare (df 0).
+    db = tmp_path / "wrong.db"
+    _store_pools(db, (simulate_pool(20, 6, A, 0.0, 0.0, seed=1), "w"))
+    out = run_json(capsys, "fit", "--db", str(db), "--json")
+    f = out["fits"][0]
+    assert f["sparse"]["rates"] == ["a"]
+    for name in ("time-homogeneity", "first-order-markov"):
+        chk = f["checks"][name]
+        assert chk["df"] == 0 and chk["testable"] is False and chk["passed"] is None
+        assert chk["verdict"].startswith("cannot test: df 0")
+    acc = f["checks"]["accuracy-by-round"]
+    assert acc["testable"] is True and acc["method"] == "parametric bootstrap, 199 draws"
+    assert acc["p_floor"] == pytest.approx(1 / 200)
+    assert main(["fit", "--db", str(db)]) == 0
+    text = capsys.readouterr().out
+    assert "check time-homogeneity: cannot test: df 0" in text
+    assert "— ok" not in text.split("check time-homogeneity")[1].splitlines()[0]
+    regime = next(line for line in text.splitlines() if "regime:" in line)
+    assert "⚠ rests on the prior: a is (mostly) the prior, so π is too" in regime
+    assert "check accuracy-by-round: statistic" in text and "(bootstrap, 199 draws)" in text
+    # Every K tried is printed once, and markov's use of the fit is not claimed.
+    mix = next(line for line in text.splitlines() if "mixture of chains" in line)
+    assert mix.count("K=1 ") == 1 and "K=4 " in mix
+    assert "markov uses" not in text and "but refuses this fit (sparse" in text
+    assert "0.5 pseudo-count" in text  # why a one-class mixture is not the chain above
+
+
+def test_bootstrap_p_values_say_so_and_name_their_floor(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Questions whose answers flip every round beside questions that never change: one (a, b)
+    # cannot fit both, no bootstrap draw comes near, so the p-value is the floor 1/(199 + 1).
+    db = tmp_path / "mix.db"
+    _store_pools(db, (simulate_pool(100, 6, 0.9, 0.9, 0.5, seed=2), "flip"),
+                 (simulate_pool(100, 6, 0.02, 0.02, 0.5, seed=3), "stay"))
+    out = run_json(capsys, "fit", "--db", str(db), "--json")
+    het = out["fits"][0]["checks"]["question-heterogeneity"]
+    assert het["p_value"] == pytest.approx(1 / 200) and het["verdict"] == "REJECTED at 5%"
+    assert het["p_text"] == "p ≤ 0.005 (bootstrap floor, 199 draws)"
+    assert "bootstrap" in het["method"]
+    first = out["fits"][0]["checks"]["first-order-markov"]
+    assert "(χ², df 2)" in first["p_text"]
+    assert main(["fit", "--db", str(db)]) == 0
+    text = capsys.readouterr().out
+    assert "check question-heterogeneity: statistic" in text
+    assert "p ≤ 0.005 (bootstrap floor, 199 draws) — REJECTED at 5%" in text
+
+
+def test_the_fit_screen_reads_checks_as_the_cli_does(tmp_path: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from mstui.ui.fit import detail
+    from mstui.ui.services import TraceService
+
+    db = tmp_path / "wrong.db"
+    _store_pools(db, (simulate_pool(20, 6, A, 0.0, 0.0, seed=1), "w"))
+    service = TraceService(db)
+    scope = service.scopes()[0]
+    sf = service.refit(scope)  # 100 transitions: enough to fit, sparse from C
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(detail(sf))
+    text = console.export_text()
+    line = next(row for row in text.splitlines() if "time-homogeneity" in row)
+    assert "cannot test: df 0" in line and "fits" not in line
+    acc = next(row for row in text.splitlines() if "accuracy-by-round" in row)
+    assert "(bootstrap, 199 draws)" in acc
+
+
+def test_the_tui_refit_applies_the_clis_minimum_data_rule(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mstui.ui.services import TraceService
+
+    db = tmp_path / "tiny.db"
+    _store_pools(db, (simulate_pool(1, 4, A, B, 0.4, seed=4), "t"))  # 1 run, 3 transitions
+    service = TraceService(db)
+    with pytest.raises(ValueError, match=r"too little data: 3 transitions .* \(need 10\)"):
+        service.refit(service.scopes()[0])
+    with Store(db) as store:
+        assert store.fits() == []  # nothing saved, as `mstui fit` saves nothing
+    assert main(["fit", "--db", str(db)]) == 2
+    assert "need 10" in capsys.readouterr().err

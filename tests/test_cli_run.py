@@ -206,3 +206,48 @@ def test_run_says_when_tok_s_falls_far_below_the_models_stored_rate(default_mode
     assert f"mstui: note: {hint}" in proc.stderr  # said beside the JSON lines, not in them
     text = mstui(*args)
     assert "mstui: note: generation fell to" in text.stdout and "thread(s)" in text.stdout
+
+
+def _fit_for(db: Path, model: str) -> int:
+    """A fit with data for `model`, as `mstui fit` would store it."""
+    import numpy as np
+
+    from mstui.core.fitting import fit_pool
+
+    rng = np.random.default_rng(0)
+    fit = fit_pool(rng.random((100, 4)) < 0.5)
+    with Store(db) as store:
+        return store.save_fit({"model": model, "problem_set": "gen", "strategy": "reanswer",
+                               "level": None}, fit.to_dict())
+
+
+def test_no_store_still_reads_the_fit_from_the_db(tiny_gguf: Path, tmp_path: Path) -> None:
+    db = tmp_path / "traces.db"
+    fit_id = _fit_for(db, tiny_gguf.name)
+    before = db.read_bytes()
+    base = ("run", "--question", "What is 2 + 3?", "--gold", "5", "--model", str(tiny_gguf),
+            "--max-rounds", "2", "--max-tokens", "4", "--policy", "markov", "--no-store",
+            "--db", str(db))
+    proc = mstui(*base)
+    assert proc.returncode == 0, proc.stderr
+    assert f"fit #{fit_id} (gen," in proc.stdout and "no chain fit" not in proc.stderr
+    assert db.read_bytes() == before  # read, not written: no run stored
+    # A pinned id that does not exist is named, with or without --no-store.
+    assert_one_line_error(mstui(*base, "--fit", "999"), "no fit 999")
+    assert_one_line_error(mstui(*base[:-1], str(tmp_path / "none.db"), "--fit", "3"),
+                          "no fit 3", "none.db does not exist")
+
+
+def test_options_the_policy_does_not_use_are_named(tiny_gguf: Path, tmp_path: Path) -> None:
+    db = tmp_path / "traces.db"
+    fit_id = _fit_for(db, tiny_gguf.name)
+    base = ("run", "--question", "What is 2 + 3?", "--model", str(tiny_gguf), "--max-rounds",
+            "1", "--max-tokens", "4", "--no-store", "--db", str(db))
+    proc = mstui(*base, "--policy", "fixed:0", "--fit", str(fit_id))
+    assert proc.returncode == 0, proc.stderr
+    assert f"--fit {fit_id} is not used: policy fixed:0 decides without a fit" in proc.stderr
+    proc = mstui(*base, "--policy", "markov:0.01", "--price", "0.5")
+    assert proc.returncode == 0, proc.stderr
+    assert "--price 0.5 is not used: the policy markov:0.01 sets κ = 0.01" in proc.stderr
+    assert_one_line_error(mstui(*base, "--policy", "mixture:abc"),
+                          "mixture price κ must be a number")

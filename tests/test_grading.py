@@ -253,3 +253,33 @@ def test_close_stops_a_busy_worker_too() -> None:
     assert out["g"].correct is None and out["g"].judge == "error"
     worker.process.wait(timeout=5)
     assert worker.process.returncode is not None
+
+
+@pytest.mark.parametrize("value", ["inf", "1e9", "nan", "-1", "0", "abc"])
+def test_a_bad_grade_timeout_is_one_line_at_start(value: str, tiny_gguf, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    db = tmp_path / "g.db"
+    env = {k: v for k, v in os.environ.items() if k != "MSTUI_DEBUG"}
+    env["MSTUI_GRADE_TIMEOUT"] = value
+    for argv in (["run", "--question", "What is 2 + 3?", "--gold", "5+0", "--model",
+                  str(tiny_gguf), "--max-rounds", "1", "--max-tokens", "4", "--db", str(db)],
+                 ["traces", "regrade", "--db", str(db)]):
+        proc = subprocess.run([sys.executable, "-m", "mstui", *argv], capture_output=True,
+                              text=True, env=env, timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in proc.stderr
+        assert lines[0] == (f"mstui: error: MSTUI_GRADE_TIMEOUT must be a number of seconds in "
+                            f"(0, 3600], got {value!r}; unset it for the default 5 s")
+        assert not db.exists()  # refused before anything was opened or run
+
+
+def test_grade_timeout_from_the_environment_and_in_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MSTUI_GRADE_TIMEOUT", "2.5")
+    assert Grader().timeout == 2.5
+    monkeypatch.setenv("MSTUI_GRADE_TIMEOUT", " ")
+    assert Grader().timeout == 5.0
+    for bad in (float("inf"), float("nan"), 0.0, -1.0, 1e9):
+        with pytest.raises(ValueError, match=r"seconds in \(0, 3600\]"):
+            Grader(timeout=bad)

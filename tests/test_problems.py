@@ -229,6 +229,7 @@ def test_malformed_line_names_file_and_line(tmp_path: Path) -> None:
         ({"answer": "3"}, "missing 'question' (or MATH-style 'problem') field"),
         ({"question": "What?"}, "missing 'answer' field"),
         ({"question": "What?", "answer": ""}, "missing 'answer' field"),
+        ({"question": "What?", "answer": None}, "'answer' is null; give the gold answer as a"),
         ({"question": "What?", "answer": "#### "}, "the 'answer' is empty"),
         ({"question": "What?", "answer": [1]}, "'answer' must be a string or a number"),
         ({"problem": "P", "solution": "no box"}, "no 'answer' field and no \\boxed{} answer"),
@@ -313,3 +314,16 @@ def test_raw_gold_is_kept_beside_the_normalized_one(tmp_path: Path) -> None:
     ]
     generated = generate_problems(3)
     assert all(p.raw_answer is None and p.gold == p.answer for p in generated)
+
+
+def test_a_repeated_question_with_another_gold_is_warned(tmp_path: Path) -> None:
+    path = write(tmp_path, "dup.jsonl", [
+        {"question": "What is 2+2?", "answer": "4"},
+        {"question": "What is 2+2?", "answer": "5"},
+        {"question": "What is 2+2?", "answer": "4.0"},  # the same gold, written otherwise
+        {"question": "What is 3+3?", "answer": "6"},
+    ])  # fmt: skip
+    problems, warnings = load_problems_jsonl(path)
+    assert len(problems) == 4  # kept: repeats are legitimate, the conflict is the user's call
+    assert warnings == ["dup.jsonl line 2: the same question as line 1 with another gold "
+                        "('5', there '4'); check which is right"]

@@ -5,7 +5,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -277,3 +280,140 @@ def test_upgrade_says_what_it_did_and_splits_old_rounds(tmp_path: Path) -> None:
     with contextlib.redirect_stdout(again):
         assert main(["traces", "upgrade", "--db", str(db)]) == 0
     assert again.getvalue().strip() == f"{db}: schema {SCHEMA_VERSION} (up to date)"
+
+
+# ---- interrupted regrades (a lock held by another process, Ctrl-C) ---------------------------
+
+SHIPPED = Path(__file__).resolve().parents[1] / "traces.db"
+LOCKER = ("import sqlite3, sys, time\n"
+          "c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)\n"
+          "c.execute('BEGIN EXCLUSIVE')\n"
+          "print('locked', flush=True)\n"
+          "time.sleep(float(sys.argv[2]))\n"
+          "c.execute('ROLLBACK')\n")
+
+
+def _changed_pool(tmp_path: Path) -> Path:
+    """The shipped pool with every gold changed: each run with a right round changes labels, so
+    a regrade writes run after run for several seconds."""
+    import shutil
+
+    import pytest
+
+    if not SHIPPED.is_file():
+        pytest.skip(f"no shipped traces.db at {SHIPPED}")
+    db = tmp_path / "pool.db"
+    shutil.copy(SHIPPED, db)
+    with sqlite3.connect(db) as c:
+        c.execute("UPDATE runs SET gold = '99999', gold_raw = '99999'")
+    return db
+
+
+def _history(db: Path) -> int:
+    with sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True) as c:
+        return int(c.execute("SELECT count(*) FROM grade_history").fetchone()[0])
+
+
+def _start_regrade(db: Path) -> tuple[subprocess.Popen[str], int]:
+    """`mstui traces regrade` in a subprocess, returned once it has committed a first run."""
+    import time
+
+    before = _history(db)
+    env = {k: v for k, v in os.environ.items() if k != "MSTUI_DEBUG"}
+    proc = subprocess.Popen([sys.executable, "-m", "mstui", "traces", "regrade", "--db", str(db)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while _history(db) == before:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the regrade never committed a run"
+        time.sleep(0.02)
+    return proc, before
+
+
+def _assert_consistent(db: Path, before: int) -> None:
+    """Labels were changed, but not all of them, and every fit of the changed scope is stale."""
+    after = _history(db)
+    assert before < after < before + 293
+    with sqlite3.connect(db) as c:
+        fits = c.execute("SELECT id, stale FROM fits ORDER BY id").fetchall()
+    assert all(stale for _, stale in fits), fits
+
+
+def _rerun_reports_stale(db: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "mstui", "traces", "regrade", "--db", str(db)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    # #1 was stale in the shipped file already; #2 and #3 were marked by the interrupted run.
+    assert "fits already stale from an earlier regrade: #1, #2, #3" not in proc.stdout
+    assert "fits already stale from an earlier regrade: #3" in proc.stdout, proc.stdout
+    assert "regrade with --refit" in proc.stdout
+
+
+def test_regrade_interrupted_by_a_lock_marks_fits_stale_with_the_labels(tmp_path: Path) -> None:
+    db = _changed_pool(tmp_path)
+    proc, before = _start_regrade(db)
+    locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(db), "8"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert locker.stdout is not None and locker.stdout.readline().strip() == "locked"
+        _, err = proc.communicate(timeout=120)
+    finally:
+        locker.wait(timeout=60)
+    assert proc.returncode == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err
+    assert "is locked by another process" in lines[0] and "were already changed" in lines[0]
+    assert "marked stale" in lines[0] and "rerun `mstui traces regrade`" in lines[0]
+    _assert_consistent(db, before)
+    _rerun_reports_stale(db)
+
+
+def test_regrade_interrupted_by_ctrl_c_marks_fits_stale_with_the_labels(tmp_path: Path) -> None:
+    import signal
+
+    db = _changed_pool(tmp_path)
+    proc, before = _start_regrade(db)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "mstui: interrupted" in err and "were already changed" in err
+    _assert_consistent(db, before)
+    _rerun_reports_stale(db)
+
+
+def test_refit_refits_fits_made_stale_by_an_earlier_regrade(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "t.db"
+    build(path)
+    with Store(path) as store:
+        for _ in range(12):  # enough transitions to fit the scope
+            add_run(store, "10/9", [old_round(0, r"so x = \frac{10}{9}", "9", False),
+                                    old_round(1, "The answer is 9.", "9", False)])
+    assert main(["traces", "regrade", "--db", str(path), "--problem-set", "ps"]) == 0
+    assert "fits marked stale: #1" in capsys.readouterr().out
+    # A second regrade changes no label, yet --refit refits the fit the first one left stale.
+    assert main(["traces", "regrade", "--db", str(path), "--problem-set", "ps", "--refit"]) == 0
+    out = capsys.readouterr().out
+    assert "0 label(s) changed" in out and "fits already stale from an earlier regrade: #1" in out
+    assert "no stale fit to refit" not in out and "fitted 1 scope(s)" in out
+    with Store(path) as store:
+        newest = store.fits()[0]
+        assert newest["problem_set"] == "ps" and newest["stale"] is None
+    # Nothing left to refit now.
+    assert main(["traces", "regrade", "--db", str(path), "--refit"]) == 0
+    assert "no stale fit to refit" in capsys.readouterr().out
+
+
+def test_regrade_filters_that_match_nothing_are_errors(tmp_path: Path) -> None:
+    from tests.test_cli_run import assert_one_line_error, mstui
+
+    path = tmp_path / "t.db"
+    build(path)
+    assert_one_line_error(mstui("traces", "regrade", "--db", str(path), "--policy", "bogus"),
+                          "--policy 'bogus' is not a policy", "fixed:5")
+    assert_one_line_error(mstui("traces", "regrade", "--db", str(path), "--since", "2026-02-01",
+                                "--until", "2026-01-01"),
+                          "--since 2026-02-01 is not before --until 2026-01-01")
+    proc = mstui("traces", "regrade", "--db", str(path), "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("dry run, nothing written: 5 rounds of 3 runs")
+    assert "3 label(s) would change" in proc.stdout

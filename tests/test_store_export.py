@@ -131,3 +131,32 @@ def test_import_checks_the_whole_file_before_writing(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"x\.jsonl:2: not JSON .*nothing imported"):
         import_jsonl(dst, path)
     assert dst.count_runs() == 0  # the good first line was not imported either
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda run: run["rounds"][0].update(judge="bogus"),
+     "round field 'judge' is 'bogus', expected one of exact, math-verify, none, timeout, error"),
+    (lambda run: run["rounds"][0].update(obs_agreement=float("nan")),
+     "round field 'obs_agreement' is nan, expected a finite number"),
+    (lambda run: run["decisions"][0].update(belief=float("inf")),
+     "decision field 'belief' is inf, expected a finite number"),
+])
+def test_import_refuses_values_no_mstui_writes(tmp_path: Path, edit, message: str) -> None:  # type: ignore[no-untyped-def]
+    from tests.test_cli_run import assert_one_line_error, mstui
+
+    with Store(tmp_path / "s.db") as src:
+        rid = src.start_run(question="q", max_rounds=1, gold="4")
+        src.add_round(rid, replace(sample_round(0), judge="exact"),
+                      sample_decision(0, stop=True))
+        src.finish_run(rid, "finished")
+        buf = io.StringIO()
+        export_runs(src, "jsonl", buf)
+    run = json.loads(buf.getvalue())
+    edit(run)
+    path = tmp_path / "x.jsonl"
+    path.write_text(json.dumps(run) + "\n")  # Python writes NaN and Infinity as bare words
+    dst = tmp_path / "d.db"
+    assert_one_line_error(mstui("traces", "import", "--db", str(dst), str(path)),
+                          f"x.jsonl:1: {message}; nothing imported")
+    with Store(dst) as store:
+        assert store.count_runs() == 0

@@ -151,8 +151,7 @@ class ScopeFit:
 
     def checks_dict(self) -> dict[str, Any]:
         """Checks keyed by name, JSON-ready."""
-        return {c.name: {"statistic": c.statistic, "df": c.df, "p_value": c.p_value,
-                         "passed": c.passed(), "details": c.details} for c in self.checks}
+        return {c.name: c.as_dict() for c in self.checks}
 
     def stored(self) -> dict[str, Any]:
         """The dict saved in the fits table (session.find_fit reads `obs_model` from it)."""
@@ -168,6 +167,24 @@ class ScopeFit:
         if self.obs_model is not None:
             out["obs_model"] = self.obs_model.to_dict()
         return out
+
+
+def transitions(data: LabelledArrays) -> int:
+    """Consecutive labelled rounds of the same run: what a fit is made of."""
+    if len(data) < 2:
+        return 0
+    same = (data.run[1:] == data.run[:-1]) & (data.round[1:] == data.round[:-1] + 1)
+    return int(same.sum())
+
+
+def too_little_data(data: LabelledArrays, needed: int = MIN_TRANSITIONS) -> str | None:
+    """Why a scope is not fitted, or None: the one minimum-data rule for `mstui fit`, the
+    regrade's refit and the TUI's refit (a fit below it would be saved and then used)."""
+    n = transitions(data)
+    if n >= needed:
+        return None
+    return (f"{n} transitions in {len(data)} labelled rounds (need {needed}); not fitted: "
+            "run more problems with gold answers to 2 rounds or more")
 
 
 def derived_intervals(fit: ChainFit, draws: int = 20000,

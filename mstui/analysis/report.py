@@ -26,7 +26,7 @@ from mstui.core.evaluation import (
 )
 from mstui.core.fitting import ChainFit, fit_pool
 from mstui.core.mixture import MixtureFit, fit_mixture
-from mstui.core.policies import MarkovPolicy, MixturePolicy, parse_policy
+from mstui.core.policies import MarkovPolicy, MixturePolicy, parse_policy, sparse_refusal
 
 I64 = NDArray[np.int64]
 STABLE = 0.05  # the learning curve's "decisions stopped changing" threshold
@@ -162,7 +162,7 @@ def score_table(test: Pool, tf: TrainedFit, specs: list[str], kappas: list[float
             continue
         if spec.startswith("mixture"):
             if tf.mix is not None:
-                kappa = float(spec.partition(":")[2] or 0.0)
+                kappa = float(spec.partition(":")[2] or 0.0)  # checked by the caller
                 res = evaluate(test, [MixturePolicy(tf.mix, tf.om, kappa, spec)])
                 results += [dataclasses.replace(r, params={"classes": float(tf.mix.k)})
                             for r in res]
@@ -184,10 +184,27 @@ def score_table(test: Pool, tf: TrainedFit, specs: list[str], kappas: list[float
 
 
 def fit_summary(tf: TrainedFit) -> dict[str, Any]:
-    """The fit's numbers as reported."""
+    """The fit's numbers as reported, with which rates rest on (almost) no data: then π, λ and
+    the bounds built on them are the prior's, and every surface says so."""
     f = tf.fit
     return {"a": f.a, "a_lo": f.a_lo, "a_hi": f.a_hi, "b": f.b, "b_lo": f.b_lo, "b_hi": f.b_hi,
-            "p0": f.p0, "pi": f.pi, "lam": f.lam, "obs_model": tf.om is not None}
+            "p0": f.p0, "pi": f.pi, "lam": f.lam, "obs_model": tf.om is not None,
+            "sparse": {"rates": list(f.sparse_rows), "reason": f.sparse_reason()}}
+
+
+def refuse_sparse(fit: ChainFit, specs: list[str]) -> tuple[list[str], dict[str, Any] | None]:
+    """The specs that may be scored on `fit`, and what was refused and why (None when nothing
+    was): the one sparse rule (core.policies.sparse_refusal), for the whole table and for each
+    per-level fit alike."""
+    refused = [s for s in specs if sparse_refusal(s, fit)]
+    kept = [s for s in specs if s not in refused]
+    return kept, ({"policies": refused, "reason": fit.sparse_reason()} if refused else None)
+
+
+def flagged_bounds(test: Pool, fit: ChainFit) -> dict[str, Any]:
+    """The dataset bounds, marked when π (and so the upper and lower bound) rests on a sparse
+    fit, i.e. mostly on the prior."""
+    return {**bounds(test, fit), "from_sparse_fit": bool(fit.sparse_rows)}
 
 
 def curve_sizes(n: int, start: int = 10) -> list[int]:
@@ -270,11 +287,15 @@ def by_level(pool: Pool, problems: list[str], levels: I64, train_idx: I64, test_
             out.append(entry)
             continue
         tf = full
+        level_specs = specs
         if per_level:
             tf = fit_train(pool.subset(tr_rows), [problems[i] for i in tr_rows], use_obs)
+            # A level's own fit may rest on a handful of transitions: the same refusal as the
+            # whole table's (the full fit's refusals are already out of `specs`).
+            level_specs, entry["refused"] = refuse_sparse(tf.fit, specs)
         test = pool.subset(t_rows)
         entry["fit"] = fit_summary(tf)
-        entry["results"] = score_table(test, tf, specs, kappas, draws=draws, delta=delta)
-        entry["bounds"] = bounds(test, tf.fit)
+        entry["results"] = score_table(test, tf, level_specs, kappas, draws=draws, delta=delta)
+        entry["bounds"] = flagged_bounds(test, tf.fit)
         out.append(entry)
     return out

@@ -15,15 +15,13 @@ def print_report(rep: dict[str, Any], out: TextIO) -> None:
     print(f"fit on {rep['n_train_questions']} questions ({rep['n_train_runs']} runs), scored on "
           f"{rep['n_test_questions']} others ({rep['n_test_runs']} runs): a={f['a']:.3f} "
           f"b={f['b']:.3f} p̂0={f['p0']:.3f} π={f['pi']:.3f} λ={f['lam']:.3f}"
-          + ("" if f["obs_model"] else " · markov predict-only"), file=out)
+          + ("" if f["obs_model"] else " · markov predict-only") + _sparse_mark(f), file=out)
     print_rows(rep["results"], out, rep.get("perturb"))
-    if rep.get("refused"):
-        print(f"  not scored: {', '.join(rep['refused']['policies'])} — the training "
-              f"{rep['refused']['reason']}", file=out)
+    _print_refused(rep.get("refused"), out)
     b = rep["bounds"]
     print(f"\n  bounds: neutral {b['neutral']:.3f} (observed {b['neutral_observed']:.3f}) · "
           f"upper {b['upper']:.3f} · lower {b['lower']:.3f} · oracle observed "
-          f"{b['oracle_observed']:.3f} — {b['note']}", file=out)
+          f"{b['oracle_observed']:.3f} — {b['note']}{_bounds_mark(b)}", file=out)
     print("  * on the Pareto front (no other policy but the oracle is as accurate for fewer "
           "tokens)", file=out)
     if rep.get("perturb") is not None:
@@ -42,6 +40,27 @@ def print_report(rep: dict[str, Any], out: TextIO) -> None:
         print_levels(rep["by_level"], out, rep.get("perturb"))
     print("", file=out)
     print(terminal_plot(rep["results"]), file=out)
+
+
+def _sparse_mark(fit: dict[str, Any]) -> str:
+    """' ⚠ sparse: …' after a fit's numbers when some of them are (mostly) the prior."""
+    rates = (fit.get("sparse") or {}).get("rates") or []
+    if not rates:
+        return ""
+    return (f" ⚠ sparse: {' and '.join(rates)} {'is' if len(rates) == 1 else 'are'} (mostly) "
+            "the prior, and so are π and λ")
+
+
+def _bounds_mark(b: dict[str, Any]) -> str:
+    return " ⚠ upper and lower rest on π of a sparse fit (the prior)" \
+        if b.get("from_sparse_fit") else ""
+
+
+def _print_refused(refused: dict[str, Any] | None, out: TextIO, indent: str = "") -> None:
+    if refused:
+        reason = refused["reason"].replace("the fit is sparse", "the training fit is sparse", 1)
+        print(f"{indent}  not scored: {', '.join(refused['policies'])} — refused as `mstui run` "
+              f"would refuse them: {reason}", file=out)
 
 
 def print_rows(rows: list[dict[str, Any]], out: TextIO, delta: float | None = None,
@@ -107,11 +126,15 @@ def print_levels(levels: list[dict[str, Any]], out: TextIO, delta: float | None)
               f"({lv['fit_scope']})", end="", file=out)
         if "fit" in lv:
             f = lv["fit"]
-            print(f": a={f['a']:.3f} b={f['b']:.3f} p̂0={f['p0']:.3f} π={f['pi']:.3f}", file=out)
+            print(f": a={f['a']:.3f} b={f['b']:.3f} p̂0={f['p0']:.3f} π={f['pi']:.3f}"
+                  + _sparse_mark(f), file=out)
         else:
             print(f" — {lv.get('note', '')}", file=out)
         if lv["results"]:
             print_rows(lv["results"], out, delta, indent="  ")
+        _print_refused(lv.get("refused"), out, indent="  ")
+        if lv["results"]:
             b = lv["bounds"]
             print(f"    bounds: neutral {b['neutral']:.3f} · upper {b['upper']:.3f} · lower "
-                  f"{b['lower']:.3f} · oracle observed {b['oracle_observed']:.3f}", file=out)
+                  f"{b['lower']:.3f} · oracle observed {b['oracle_observed']:.3f}"
+                  + _bounds_mark(b), file=out)

@@ -23,6 +23,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"mstui: error: the value of {name.replace('_', '-')} is not UTF-8 text; "
                       "retype it (check the terminal's encoding)", file=sys.stderr)
                 return 2
+    from mstui.core.grading import env_timeout
+
+    try:
+        # Checked at start, for every command that may grade: a bad value must not surface
+        # mid-run after the model has answered.
+        env_timeout()
+    except ValueError as exc:
+        print(f"mstui: error: {exc}", file=sys.stderr)
+        return 2
     handler = getattr(args, "handler", None)
     if handler is None:
         from mstui.cli.tui_cmd import cmd_tui

@@ -73,7 +73,10 @@ def register(sub: Any) -> None:
 
 
 def expand_policies(text: str, n_rounds: int) -> list[str]:
-    """Policy names to specs; `fixed` → fixed:1..N−1 and `markov` → the κ sweep marker."""
+    """Policy names to specs; `fixed` → fixed:1..N−1 and `markov` → the κ sweep marker.
+
+    Specs that cannot be scored on this pool are one-line errors here, before any table is
+    printed: a price that is not a number, more fixed rounds than the pool holds."""
     specs: list[str] = []
     for raw in text.split(","):
         name = raw.strip().lower()
@@ -81,8 +84,20 @@ def expand_policies(text: str, n_rounds: int) -> list[str]:
             continue
         if name == "fixed":
             specs += [f"fixed:{n}" for n in range(1, n_rounds)]
-        else:
-            specs.append(name)
+            continue
+        head, _, arg = name.partition(":")
+        if head in ("markov", "mixture") and arg:
+            try:
+                kappa = float(arg)
+            except ValueError:
+                kappa = math.nan
+            if not (math.isfinite(kappa) and kappa >= 0):
+                raise ValueError(f"--policies: {name!r}: the price κ after {head}: must be a "
+                                 f"number ≥ 0, e.g. {head}:0.001")
+        if head == "fixed" and arg.isdigit() and int(arg) > n_rounds - 1:
+            raise ValueError(f"--policies: {name!r} asks for {int(arg)} refinement rounds but "
+                             f"the pool has {n_rounds} rounds (fixed:0 to fixed:{n_rounds - 1})")
+        specs.append(name)
     if not specs:
         raise ValueError("--policies is empty; name at least one policy")
     return list(dict.fromkeys(specs))
@@ -123,9 +138,15 @@ def evaluate_scope(sp: Any, specs: list[str], kappas: list[float], *, test_fract
     import numpy as np
 
     from mstui.analysis.pools import split_by_problem
-    from mstui.analysis.report import by_level, fit_summary, fit_train, learning_curve, score_table
-    from mstui.core.evaluation import bounds
-    from mstui.runner import needs_fit
+    from mstui.analysis.report import (
+        by_level,
+        fit_summary,
+        fit_train,
+        flagged_bounds,
+        learning_curve,
+        refuse_sparse,
+        score_table,
+    )
 
     ex = dataclasses.replace(extras or Extras(), draws=draws)
     train_idx, test_idx = split_by_problem(sp.problems, test_fraction, seed)
@@ -133,11 +154,9 @@ def evaluate_scope(sp: Any, specs: list[str], kappas: list[float], *, test_fract
     train_problems = [sp.problems[i] for i in train_idx]
     # Repeated runs of a question identify the spread of p0(q) (for the bounds).
     tf = fit_train(train, train_problems, use_obs)
-    # The one sparse rule: a training fit whose rates are the prior does not drive markov/gate,
-    # so their rows are left out of the table and the reason is reported instead.
-    sparse = tf.fit.sparse_reason()
-    refused = [s for s in specs if needs_fit(s)] if sparse else []
-    specs = [s for s in specs if s not in refused]
+    # The one sparse rule: a training fit whose rates are the prior does not drive markov/gate/
+    # mixture, so their rows are left out of the table and the reason is reported instead.
+    specs, refused = refuse_sparse(tf.fit, specs)
     rep: dict[str, Any] = {
         "max_rounds": sp.max_rounds,
         "n_train_questions": len(set(train_problems)),
@@ -148,10 +167,10 @@ def evaluate_scope(sp: Any, specs: list[str], kappas: list[float], *, test_fract
         "other_caps": sp.other_caps,
         "fit": fit_summary(tf),
         "results": score_table(test, tf, specs, kappas, draws=ex.draws, delta=ex.delta),
-        "bounds": bounds(test, tf.fit),
+        "bounds": flagged_bounds(test, tf.fit),
         "mean_tokens_per_round": float(np.mean(test.tokens)),
         "perturb": ex.delta,
-        "refused": {"policies": refused, "reason": sparse} if refused else None,
+        "refused": refused,
     }
     if ex.curve:
         rep["learning_curve"] = learning_curve(train, train_problems, test, tf, specs, kappas,
@@ -194,6 +213,13 @@ def cmd_eval(args: argparse.Namespace, out: TextIO | None = None) -> int:
         raise ValueError("--plot writes .svg (or .png with matplotlib installed)")
     if args.plot is not None:
         output_file(args.plot, "--plot", protect=db_path(args.db))
+        if Path(args.plot).suffix.lower() == ".png":
+            import importlib.util
+
+            # Said before the table is computed and printed, not after.
+            if importlib.util.find_spec("matplotlib") is None:
+                raise ValueError("a PNG plot needs matplotlib (pip install matplotlib); or ask "
+                                 "for an .svg file")
     kappas = parse_kappas(args.kappas)
     extras = extras_from_args(args)
     reports: list[dict[str, Any]] = []

@@ -19,8 +19,10 @@ def register(sub: Any) -> None:
         description="For every scope (model × problem set × strategy, optionally × level) with "
                     "labelled rounds in the trace database: count transitions, fit a and b with "
                     "95% intervals, p̂0, the fit checks and the observation model, store the "
-                    "fit, and print it. Runs of `mstui run`/`sweep` with policy markov or gate "
-                    "use the newest fit of their scope.")
+                    "fit, and print it. Runs of `mstui run`/`sweep` with policy markov, gate or "
+                    "mixture use the newest fresh fit of their model, strategy and problem set "
+                    "when it rests on data, else the fit of that model and strategy with the "
+                    "most transitions (per-level fits are never chosen); `--fit ID` pins one.")
     add_db_option(p)
     add_scope_filters(p)
     p.add_argument("--by-level", action="store_true",
@@ -71,12 +73,19 @@ def _print_scope(r: dict[str, Any], out: TextIO) -> None:
         v = r[key]
         print(f"  {label} = {fmt_interval(v['mean'], v['lo'], v['hi'])}   {what}", file=out)
     pi, p0 = r["pi"]["mean"], r["p0"]["mean"]
+    sparse = r["sparse"]["rates"]
     regime = "beneficial" if p0 < pi else "detrimental" if p0 > pi else "neutral"
-    print(f"  regime: {regime} on average (p̂0 {'<' if p0 < pi else '≥'} π)", file=out)
+    # π rests on a and b: when either is (mostly) the prior, so is this verdict.
+    caveat = (f" ⚠ rests on the prior: {' and '.join(sparse)} "
+              f"{'is' if len(sparse) == 1 else 'are'} (mostly) the prior, so π is too; not a "
+              "finding" if sparse else "")
+    print(f"  regime: {regime} on average (p̂0 {'<' if p0 < pi else '≥'} π){caveat}", file=out)
     for name, chk in r["checks"].items():
-        verdict = "ok" if chk["passed"] else "REJECTED at 5%"
+        if not chk["testable"]:
+            print(f"  check {name}: {chk['verdict']}", file=out)
+            continue
         print(f"  check {name}: statistic {chk['statistic']:.2f}, df {chk['df']}, "
-              f"p = {chk['p_value']:.3g} — {verdict}", file=out)
+              f"{chk['p_text']} — {chk['verdict']}", file=out)
     cal = r["observation_model"]
     if "filtered_ece" in cal:
         print(f"  observation model: calibration error (ECE, in-sample) "
@@ -87,29 +96,41 @@ def _print_scope(r: dict[str, Any], out: TextIO) -> None:
         print(f"  flags: {', '.join(r['flags'])}", file=out)
     mix = r.get("mixture")
     if mix:
-        k = len(mix["w"])
-        ho = mix.get("heldout") or []
-        line = f"  mixture of chains: {k} class(es) on held-out likelihood"
-        if len(ho) > 1:
-            line += f" (per question: K=1 {ho[0]:.4f}, K={k} {ho[k - 1]:.4f})"
-        print(line, file=out)
-        for i, (w, a, b, p0) in enumerate(zip(mix["w"], mix["a"], mix["b"], mix["p0"],
-                                              strict=True)):
-            print(f"    class {i}: weight {w:.3f} · a {a:.3f} · b {b:.3f} · p0 {p0:.3f}",
-                  file=out)
-        if mix.get("first_order_p") is not None:
-            print(f"    first-order check under the mixture: p = {mix['first_order_p']:.3g} "
-                  f"({mix['first_order_draws']} bootstrap draws); markov uses the mixture",
-                  file=out)
+        _print_mixture(mix, bool(sparse), out)
     if r["sparse"]["reason"]:
         print(f"  warning: {r['sparse']['reason']}; markov and gate refuse this fit "
               "(--allow-sparse-fit insists)", file=out)
 
 
+def _print_mixture(mix: dict[str, Any], sparse: bool, out: TextIO) -> None:
+    """The mixture of chains: classes, the held-out likelihood of every K tried, and what
+    markov does with it (which it cannot do when the fit is refused)."""
+    k = len(mix["w"])
+    ho = mix.get("heldout") or []
+    line = f"  mixture of chains: {k} class(es) on held-out likelihood"
+    if len(ho) > 1:
+        tried = ", ".join(f"K={i + 1} {v:.4f}" for i, v in enumerate(ho))
+        line += f" (per question: {tried})"
+    print(line, file=out)
+    for i, (w, a, b, p0) in enumerate(zip(mix["w"], mix["a"], mix["b"], mix["p0"],
+                                          strict=True)):
+        print(f"    class {i}: weight {w:.3f} · a {a:.3f} · b {b:.3f} · p0 {p0:.3f}", file=out)
+    # Why a one-class mixture is not the chain above: EM estimates, not posterior means.
+    print("    (EM estimates with a 0.5 pseudo-count per rate; the chain above is the Beta(1, 1) "
+          "posterior mean, so on few transitions the two differ)", file=out)
+    if mix.get("first_order_p") is not None:
+        print(f"    first-order check under the mixture: p = {mix['first_order_p']:.3g} "
+              f"(bootstrap, {mix['first_order_draws']} draws)", file=out)
+    model = "the mixture" if k > 1 else "the single chain (one class won)"
+    use = (f"markov would use {model}, but refuses this fit (sparse, see the warning)" if sparse
+           else f"markov uses {model}")
+    print(f"    {use}", file=out)
+
+
 def cmd_fit(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Fit every (filtered) scope; exit 2 when nothing could be fitted."""
     out = out or sys.stdout
-    from mstui.analysis.pools import fit_labelled, load_labelled
+    from mstui.analysis.pools import fit_labelled, load_labelled, too_little_data, transitions
 
     store = open_existing_store(args.db, readonly=False)  # saves the fits it makes
     try:
@@ -144,10 +165,10 @@ def cmd_fit(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 parts += [({**base, "level": lv}, data.select(data.level == lv))
                           for lv in data.levels()]
             for scope, part in parts:
-                n_tr = _transitions(part)
-                if n_tr < args.min_transitions:
+                if too_little_data(part, args.min_transitions):
                     skipped.append({"scope": scope, "status": "too-little-data",
-                                    "transitions": n_tr, "labelled_rounds": len(part),
+                                    "transitions": transitions(part),
+                                    "labelled_rounds": len(part),
                                     "needed": args.min_transitions})
                     continue
                 sf = fit_labelled(part, scope)
@@ -172,11 +193,3 @@ def cmd_fit(args: argparse.Namespace, out: TextIO | None = None) -> int:
                          f"{args.min_transitions} transitions; see --min-transitions); "
                          "sweep more problems with --max-rounds 2 or more")
     return 0
-
-
-def _transitions(data: Any) -> int:
-    """Consecutive labelled rounds of the same run."""
-    if len(data) < 2:
-        return 0
-    same = (data.run[1:] == data.run[:-1]) & (data.round[1:] == data.round[:-1] + 1)
-    return int(same.sum())

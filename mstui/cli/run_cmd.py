@@ -8,8 +8,10 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TextIO
 
+from mstui.analysis.choose import FoundFit
 from mstui.cli.common import install_sigint
 from mstui.cli.parser import config_from_args
 from mstui.config import RunConfig
@@ -112,8 +114,10 @@ def cmd_run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     if label is None:  # a server picks its model: connect first (cheap), then look for a fit
         backend = open_backend(config)
         label = backend.info.model
-    if store is not None and needs_fit(config.policy_spec):
-        found = find_fit(store, label, config.strategy, None, pin=config.fit_id)
+    if needs_fit(config.policy_spec):
+        found = _find_fit(store, args.db, label, config)
+    for note in ignored_options(args, config):
+        print(f"mstui: note: {note}", file=sys.stderr)
     run = build_run(config, gold=args.gold, backend=backend, fit=found.fit if found else None,
                     obs_model=found.obs_model if found else None)
     config = run.config  # with the model profile's defaults
@@ -202,6 +206,34 @@ def _stream(args: argparse.Namespace, question: str, config: RunConfig, run: Run
                   + (f" · stored as run {recorder.run_id} in {store.path}" if recorder and store
                      else ""), file=out)
     return failed
+
+
+def _find_fit(store: Store | None, db: str | None, model: str,
+              config: RunConfig) -> FoundFit | None:
+    """The fit the run uses. With --no-store it is still read from --db: reading is not
+    storing (the file is opened read-only and left as it is)."""
+    if store is not None:
+        return find_fit(store, model, config.strategy, None, pin=config.fit_id)
+    path = Path(db or default_db_path())
+    if not path.exists():
+        if config.fit_id is not None:
+            raise ValueError(f"no fit {config.fit_id}: {path} does not exist; point --db at "
+                             "the trace database that holds it")
+        return None
+    with Store(path, readonly=True) as reader:
+        return find_fit(reader, model, config.strategy, None, pin=config.fit_id)
+
+
+def ignored_options(args: argparse.Namespace, config: RunConfig) -> list[str]:
+    """Options given but not used by this policy, in words (a silent no-op misleads)."""
+    spec = config.policy_spec.strip().lower()
+    notes = []
+    if config.fit_id is not None and not needs_fit(spec):
+        notes.append(f"--fit {config.fit_id} is not used: policy {spec} decides without a fit")
+    name, _, arg = spec.partition(":")
+    if getattr(args, "price", 0.0) and name in ("markov", "mixture") and arg:
+        notes.append(f"--price {args.price:g} is not used: the policy {spec} sets κ = {arg}")
+    return notes
 
 
 def degrade_notes(backend: object, config: RunConfig,

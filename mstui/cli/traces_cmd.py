@@ -85,7 +85,8 @@ def register(sub: Any) -> None:
     regrade.add_argument("--dry-run", action="store_true",
                          help="count what would change; write nothing")
     regrade.add_argument("--refit", action="store_true",
-                         help="then refit every scope whose labels changed (as `mstui fit`)")
+                         help="then refit every scope whose fit is stale, from this regrade "
+                              "or an earlier one (as `mstui fit`)")
     regrade.add_argument("--json", action="store_true", help="print one JSON object")
     regrade.set_defaults(handler=cmd_regrade)
 
@@ -141,17 +142,27 @@ def _add_filters(p: argparse.ArgumentParser) -> None:
 
 
 def filters_from(args: argparse.Namespace) -> dict[str, Any]:
-    """list_runs / export_runs filters from the options."""
+    """list_runs / export_runs filters from the options; filters that can match nothing (an
+    unknown policy, --since after --until) are errors, not a silent "0 runs"."""
+    from mstui.core.policies import POLICY_NAMES
+
     f: dict[str, Any] = {}
     for key in ("model", "problem_set", "policy", "strategy", "status", "search"):
         if getattr(args, key, None) is not None:
             f[key] = getattr(args, key)
+    policy = f.get("policy")
+    if policy is not None and policy.partition(":")[0] not in POLICY_NAMES:
+        raise ValueError(f"--policy {policy!r} is not a policy; runs are stored with one of "
+                         f"{', '.join(POLICY_NAMES)} (e.g. fixed:5, markov:0.001)")
     if args.correct is not None:
         f["correct"] = args.correct == "yes"
     if args.since:
         f["since"] = parse_date(args.since)
     if args.until:
         f["until"] = parse_date(args.until, end=True)
+    if "since" in f and "until" in f and f["since"] >= f["until"]:
+        raise ValueError(f"--since {args.since} is not before --until {args.until}; no run can "
+                         "match (swap them?)")
     return f
 
 
@@ -317,7 +328,8 @@ def cmd_regrade(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Regrade matching runs; print the changes per scope and the fits made stale."""
     out = out or sys.stdout
     from mstui.core.grading import default_grader
-    from mstui.store.regrade import regrade
+    from mstui.store import StoreError
+    from mstui.store.regrade import RegradeReport, regrade
 
     filters = filters_from(args)
     grader = default_grader()
@@ -329,24 +341,42 @@ def cmd_regrade(args: argparse.Namespace, out: TextIO | None = None) -> int:
             print(f"\rregrading: {done}/{total} runs", end="" if done < total else "\n",
                   file=err, flush=True)
 
+    report = RegradeReport()
     with open_existing_store(args.db, readonly=args.dry_run) as store:
-        report = regrade(store, grader=grader, dry_run=args.dry_run, on_run=progress,
-                         **filters)
         where = store.path
+        try:
+            regrade(store, grader=grader, dry_run=args.dry_run, on_run=progress, report=report,
+                    **filters)
+        except KeyboardInterrupt:
+            # What was committed is consistent (labels and stale marks go together); say how
+            # much, so the user knows to rerun.
+            if report.written:
+                print(f"mstui: {_partial(report)}", file=err)
+            raise
+        except StoreError as exc:
+            raise StoreError(f"{exc}; {_partial(report)}" if report.written else str(exc)) \
+                from None
     scopes = sorted(report.scopes.items(), key=lambda kv: tuple(str(x) for x in kv[0]))
     if args.json:
         print(dumps({
             "db": str(where), "dry_run": report.dry_run, "grader": report.grader,
             "runs": report.runs, "rounds": report.rounds, "changed": report.changed,
             "seconds": report.seconds, "stale_fits": report.stale_fits,
+            "already_stale_fits": report.already_stale,
             "scopes": [{"model": m, "problem_set": p, "strategy": st, **dataclasses.asdict(c)}
                        for (m, p, st), c in scopes],
         }), file=out)
     else:
+        if report.dry_run:
+            head = (f"dry run, nothing written: {report.rounds} rounds of {report.runs} runs in "
+                    f"{where} read and graded with {report.grader} in {report.seconds:.1f} s; "
+                    f"{report.changed} label(s) would change")
+        else:
+            head = (f"regraded {report.rounds} rounds of {report.runs} runs in {where} with "
+                    f"{report.grader} in {report.seconds:.1f} s; {report.changed} label(s) "
+                    "changed")
+        print(head, file=out)
         verb = "would change" if report.dry_run else "changed"
-        print(f"regraded {report.rounds} rounds of {report.runs} runs in {where} with "
-              f"{report.grader} in {report.seconds:.1f} s; {report.changed} label(s) {verb}",
-              file=out)
         for (model, pset, strategy), c in scopes:
             judges = ", ".join(f"{k} {v}" for k, v in sorted(c.judges.items()))
             print(f"  {model} · {pset} · {strategy}: {c.changed} of {c.rounds} labels {verb} "
@@ -354,28 +384,39 @@ def cmd_regrade(args: argparse.Namespace, out: TextIO | None = None) -> int:
                   f"ungraded→graded {c.from_ungraded}); right {c.right_before} → "
                   f"{c.right_after}; {c.answers} answer(s) re-read differently; judges: "
                   f"{judges}", file=out)
+        hint = "" if args.refit else " (refit with `mstui fit`, or regrade with --refit)"
         if report.stale_fits:
-            print(f"fits marked stale: {', '.join(f'#{i}' for i in report.stale_fits)}"
-                  + ("" if args.refit else " (refit with `mstui fit`, or regrade with --refit)"),
+            print(f"fits marked stale: {', '.join(f'#{i}' for i in report.stale_fits)}{hint}",
                   file=out)
+        if report.already_stale:
+            print("fits already stale from an earlier regrade: "
+                  f"{', '.join(f'#{i}' for i in report.already_stale)}{hint}", file=out)
     if args.refit and not report.dry_run:
-        _refit(args, [scope for scope, c in scopes if c.changed], out)
+        _refit(args, out)
     return 0
 
 
-def _refit(args: argparse.Namespace, scopes: list[tuple[str | None, str | None, str | None]],
-           out: TextIO) -> None:
-    """Refit each changed scope that has a stale fit, as `mstui fit` would (by level where it
-    was fitted by level before). Scopes never fitted stay that way."""
+def _partial(report: Any) -> str:
+    """What an interrupted regrade had already committed."""
+    ids = ", ".join(f"#{i}" for i in report.stale_fits)
+    return (f"{report.written} label(s) of {report.written_runs} run(s) were already changed"
+            + (f" and fits {ids} marked stale" if ids else "")
+            + "; rerun `mstui traces regrade` to finish")
+
+
+def _refit(args: argparse.Namespace, out: TextIO) -> None:
+    """Refit every scope whose fit in use is stale (from this regrade or an earlier one), within
+    the scope filters, as `mstui fit` would (by level where it was fitted by level before)."""
+    from mstui.analysis.pools import MIN_TRANSITIONS
     from mstui.cli.fit_cmd import cmd_fit
-    from mstui.store.regrade import stale_scopes
+    from mstui.store.regrade import stale_fits
 
     with open_existing_store(args.db) as store:
-        stale = stale_scopes(store)
-    fitted = {(f["model"], f["problem_set"], f["strategy"]) for f in stale}
+        stale = stale_fits(store, model=args.model, problem_set=args.problem_set,
+                           strategy=args.strategy)
+    todo = sorted({(f["model"], f["problem_set"], f["strategy"]) for f in stale}, key=str)
     by_level = {(f["model"], f["problem_set"], f["strategy"]) for f in stale
                 if f["level"] is not None}
-    todo = [s for s in scopes if s in fitted]
     if not todo:
         print("no stale fit to refit", file=out)
     for model, pset, strategy in todo:
@@ -383,6 +424,6 @@ def _refit(args: argparse.Namespace, scopes: list[tuple[str | None, str | None, 
             cmd_fit(argparse.Namespace(db=args.db, model=model, problem_set=pset,
                                        strategy=strategy,
                                        by_level=(model, pset, strategy) in by_level,
-                                       min_transitions=10, json=args.json), out)
+                                       min_transitions=MIN_TRANSITIONS, json=args.json), out)
         except ValueError as exc:  # too little data left to fit: say so, refit the others
             print(f"not refitted: {model} · {pset} · {strategy}: {exc}", file=out)

@@ -8,6 +8,7 @@ round) break the chain instead of inventing a transition. Everything is vectoriz
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -98,14 +99,25 @@ class ChainFit:
         if not self.sparse_rows:
             return None
         prior = f"Beta({self.prior_alpha:g}, {self.prior_beta:g})"
-        parts = []
+        parts: list[str] = []
+        none: list[str] = []
+        few: list[str] = []
         for name in self.sparse_rows:
             n = self.n_cc + self.n_cw if name == "a" else self.n_wc + self.n_ww
             state = "C" if name == "a" else "W"
             parts.append(f"{name} rests on {n} transition(s) from {state}")
+            (none if n == 0 else few).append(name)
+        # With no transition the rate is the prior itself; with a handful it is data pulled
+        # hard towards the prior (its interval says how little is known): say which.
+        verdicts = []
+        if none:
+            verdicts.append(f"{' and '.join(none)} {'is' if len(none) == 1 else 'are'} the "
+                            f"{prior} prior, not data")
+        if few:
+            verdicts.append(f"{' and '.join(few)} {'rests' if len(few) == 1 else 'rest'} "
+                            f"mostly on the {prior} prior")
         return (f"the fit is sparse: {' and '.join(parts)} (fewer than {MIN_ROW_TRANSITIONS}), "
-                f"so {' and '.join(self.sparse_rows)} "
-                f"{'is' if len(self.sparse_rows) == 1 else 'are'} the {prior} prior, not data")
+                f"so {'; '.join(verdicts)}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict (flags as a list); inverse of from_dict."""
@@ -320,8 +332,54 @@ class CheckResult:
     details: dict[str, Any] = field(default_factory=dict)
 
     def passed(self, level: float = 0.05) -> bool:
-        """True when the test does not reject at `level`."""
+        """True when the test does not reject at `level` (also when it cannot: see testable)."""
         return self.p_value >= level
+
+    @property
+    def testable(self) -> bool:
+        """Whether the check could have rejected at all: with df 0 it compares nothing."""
+        return self.df > 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready, with how it is to be read (check_reading): a check that cannot reject
+        has `passed` None, not True."""
+        d = {"statistic": self.statistic, "df": self.df, "p_value": self.p_value,
+             "passed": self.passed() if self.testable else None, "details": self.details}
+        return d | check_reading(d)
+
+
+def check_reading(check: Mapping[str, Any], level: float = 0.05) -> dict[str, Any]:
+    """How a check (CheckResult.as_dict, or one stored by an older mstui) is to be read: whether
+    it could reject, how its p-value was computed, the p-value in words and the verdict.
+
+    One reading for `mstui fit`, its JSON and the TUI: a check with df 0 "cannot test", never
+    "ok"; a bootstrap p-value says so, and at its floor 1/(draws + 1) it is an upper bound
+    ("p ≤ 0.005"), not a value to compare with a χ² table.
+    """
+    df = int(check.get("df") or 0)
+    p = float(check.get("p_value", 1.0))
+    details = check.get("details") or {}
+    method = str(details.get("method") or "")
+    draws = None
+    if "bootstrap" in method:
+        digits = [w for w in method.replace(",", " ").split() if w.isdigit()]
+        draws = int(digits[0]) if digits else None
+    floor = 1.0 / (draws + 1) if draws else None
+    if df <= 0:
+        return {"testable": False, "method": method or "likelihood-ratio G, χ² reference",
+                "p_floor": floor, "p_text": "—",
+                "verdict": "cannot test: df 0 — too few rounds or transitions to compare, so it "
+                           "could not reject"}
+    if draws:
+        at_floor = floor is not None and p <= floor + 1e-12
+        p_text = (f"p ≤ {floor:.3g} (bootstrap floor, {draws} draws)" if at_floor
+                  else f"p = {p:.3g} (bootstrap, {draws} draws)")
+    else:
+        method = method or "likelihood-ratio G, χ² reference"
+        p_text = f"p = {p:.3g} (χ², df {df})"
+    verdict = "ok" if p >= level else f"REJECTED at {level:.0%}"
+    return {"testable": True, "method": method, "p_floor": floor, "p_text": p_text,
+            "verdict": verdict}
 
 
 def wilson_interval(

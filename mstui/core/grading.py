@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import math
 import os
 import sys
 import threading
@@ -38,9 +39,12 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_TIMEOUT",
     "JUDGES",
+    "MAX_TIMEOUT",
     "Grade",
     "Grader",
+    "check_timeout",
     "default_grader",
+    "env_timeout",
     "grade_answer",
     "mathverify_input",
 ]
@@ -80,15 +84,35 @@ class Grade:
     note: str = ""
 
 
-def _env_timeout() -> float:
-    raw = os.environ.get("MSTUI_GRADE_TIMEOUT")
-    if not raw:
+MAX_TIMEOUT = 3600.0  # an hour per answer: beyond it a stuck grader only looks like a hang
+TIMEOUT_ENV = "MSTUI_GRADE_TIMEOUT"
+
+
+def check_timeout(value: float, what: str = "the grading time limit") -> float:
+    """A time limit in seconds, checked: finite, > 0 and at most MAX_TIMEOUT (pipes and alarms
+    overflow on huge values), else a one-line ValueError saying the valid range."""
+    if not (math.isfinite(value) and 0 < value <= MAX_TIMEOUT):
+        raise ValueError(f"{what} must be a number of seconds in (0, {MAX_TIMEOUT:g}], got "
+                         f"{value!r}")
+    return value
+
+
+def env_timeout() -> float:
+    """The grading time limit: MSTUI_GRADE_TIMEOUT when set, else DEFAULT_TIMEOUT. A value that
+    is not a number in (0, MAX_TIMEOUT] is a ValueError naming the variable (the CLI checks it
+    at start), never a silent fallback or a crash mid-run."""
+    raw = os.environ.get(TIMEOUT_ENV)
+    if raw is None or not raw.strip():
         return DEFAULT_TIMEOUT
+    problem = ValueError(f"{TIMEOUT_ENV} must be a number of seconds in (0, {MAX_TIMEOUT:g}], "
+                         f"got {raw.strip()!r}; unset it for the default {DEFAULT_TIMEOUT:g} s")
     try:
         value = float(raw)
     except ValueError:
-        return DEFAULT_TIMEOUT
-    return value if value > 0 else DEFAULT_TIMEOUT
+        raise problem from None
+    if not (math.isfinite(value) and 0 < value <= MAX_TIMEOUT):
+        raise problem
+    return value
 
 
 def mathverify_input(text: str) -> str:
@@ -280,7 +304,7 @@ class Grader:
         if workers < 1:
             raise ValueError("a grader needs at least one worker")
         self.workers = workers
-        self.timeout = _env_timeout() if timeout is None else timeout
+        self.timeout = env_timeout() if timeout is None else check_timeout(timeout)
         self.start_timeout = start_timeout
         self.mathverify_version: str | None = None  # known once a worker has started
         self.unavailable: str | None = None  # why Math-Verify cannot be used, once known
@@ -331,6 +355,9 @@ class Grader:
         except (EOFError, OSError) as exc:
             self._discard(worker)
             return Grade(None, "error", f"the grading process died ({type(exc).__name__})")
+        except Exception as exc:  # never lose the round over grading: it is left ungraded
+            self._discard(worker)
+            return Grade(None, "error", f"grading failed ({type(exc).__name__}: {exc})")
         self._release(worker)
         return Grade(correct, judge, note)
 

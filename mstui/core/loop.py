@@ -157,7 +157,10 @@ def score_round(
     elif unfinished:
         grade = Grade(None, "none", f"not graded: the round was {stats.finish_reason}")
     else:
-        grade = grade_answer(ext.text, gold)
+        try:
+            grade = grade_answer(ext.text, gold)
+        except Exception as exc:  # a grading failure must not cost the round: it is ungraded
+            grade = Grade(None, "error", f"grading failed ({type(exc).__name__}: {exc})")
     return RoundRecord(
         index=index,
         prompt=prompt,

@@ -24,6 +24,8 @@ VALID_SPECS = (
     "markov, markov:κ (e.g. markov:0.001), mixture, mixture:κ, gate, gate:gamma=G, gate:tau=T, "
     "gate:eps=E, fixed:N, none, repeat, oracle"
 )
+# The policy names a spec starts with (before any ":"), e.g. to check a stored-run filter.
+POLICY_NAMES = ("markov", "mixture", "gate", "fixed", "none", "repeat", "oracle")
 NO_FIT = "no chain fit is available for this scope; run `mstui sweep` then `mstui fit` first"
 
 
@@ -321,6 +323,19 @@ def _number(text: str, what: str) -> float:
     return v
 
 
+FIT_POLICIES = ("markov", "gate", "mixture")  # the policies that decide from a fitted chain
+
+
+def sparse_refusal(spec: str, fit: ChainFit | None) -> str | None:
+    """Why policy `spec` refuses `fit` (a rate rests on too few transitions), or None.
+
+    The one sparse rule: parse_policy (run, sweep, TUI) and `mstui eval` (the whole table and
+    each per-level table) all ask it."""
+    if fit is None or spec.strip().lower().partition(":")[0] not in FIT_POLICIES:
+        return None
+    return fit.sparse_reason()
+
+
 def parse_policy(
     spec: str, fit: ChainFit | None, obs_model: ObservationModel | None = None,
     price: float = 0.0, *, allow_sparse: bool = False,
@@ -334,13 +349,13 @@ def parse_policy(
     name, _, arg = s.partition(":")
     if name in ("markov", "gate", "mixture") and fit is None:
         raise ValueError(f"policy {name!r}: {NO_FIT}")
-    if name in ("markov", "gate", "mixture") and fit is not None and not allow_sparse:
-        reason = fit.sparse_reason()
+    if not allow_sparse:
+        reason = sparse_refusal(name, fit)
         if reason:
             raise ValueError(f"policy {name!r} refuses this fit: {reason}; fit more rounds, "
                              f"or {ALLOW_SPARSE_HINT}")
     if name in ("markov", "mixture") and fit is not None:
-        k = _number(arg, "markov price κ") if arg else _number(str(price), "price κ")
+        k = _number(arg, f"{name} price κ") if arg else _number(str(price), "price κ")
         tag = name if k == 0 else f"{name}:{k:g}"
         mix = MixtureFit.from_dict(fit.mixture) if fit.mixture else None
         if name == "mixture":

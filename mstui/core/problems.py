@@ -314,6 +314,8 @@ def _gold_from(record: dict[str, Any]) -> tuple[str, str]:
     """(normalized, as given) gold: `answer` (GSM8K's `#### N` tail if present), else a MATH
     `solution`'s `\\boxed{}` content."""
     raw = record.get("answer")
+    if raw is None and "answer" in record and not isinstance(record.get("solution"), str):
+        raise _BadLine("'answer' is null; give the gold answer as a string or a number")
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         solution = record.get("solution")
         if isinstance(solution, str):
@@ -396,6 +398,7 @@ def load_problems_jsonl(
     problems: list[Problem] = []
     warnings: list[str] = []
     seen: dict[str, int] = {}
+    golds: dict[str, tuple[int, str, str]] = {}  # question -> (first line, gold, as given)
     skipped = 0
     try:
         for lineno, text in _lines(path):
@@ -416,6 +419,12 @@ def load_problems_jsonl(
                 continue
             if warning:
                 warnings.append(f"{where}: {warning}")
+            # The same question with another gold: one of them labels every round wrongly.
+            first = golds.setdefault(problem.question, (lineno, problem.answer, problem.gold))
+            if first[0] != lineno and problem.answer != first[1]:
+                warnings.append(f"{where}: the same question as line {first[0]} with another "
+                                f"gold ({problem.gold!r}, there {first[2]!r}); check which is "
+                                "right")
             problems.append(problem)
             if limit is not None and len(problems) >= limit:
                 break

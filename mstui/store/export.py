@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
+from mstui.core.grading import JUDGES
 from mstui.store import records
 from mstui.store.query import RUN_COLUMNS, RUN_SELECT, run_dict, run_filter
 from mstui.store.records import DECISION_COLUMNS, ROUND_COLUMNS
@@ -171,7 +173,8 @@ _JSON_COLUMNS = {"settings", "extra"}  # objects in an export, JSON text in the 
 _REQUIRED: dict[str, tuple[str, ...]] = {}  # filled from the store's schema at import
 _CHOICES = {"status": ("running", "finished", "interrupted", "cancelled", "failed"),
             "finish_reason": ("stop", "length", "cancelled", "error"),
-            "action": ("continue", "stop"), "override": ("continue", "stop")}
+            "action": ("continue", "stop"), "override": ("continue", "stop"),
+            "judge": JUDGES}
 _INT_LIMIT = (1 << 63) - 1  # SQLite's INTEGER
 
 
@@ -201,6 +204,9 @@ def _type_error(obj: Any, table: str, types: dict[str, type]) -> str:
         if not ok:
             return (f"{table[:-1]} field {key!r} is {type(value).__name__} {str(value)[:20]!r}, "
                     f"expected {kind.__name__}")
+        if isinstance(value, float) and not math.isfinite(value):
+            # JSON as Python reads it takes NaN and Infinity; no mstui writes them.
+            return f"{table[:-1]} field {key!r} is {value}, expected a finite number"
         if isinstance(value, int) and not -_INT_LIMIT <= value <= _INT_LIMIT:
             return f"{table[:-1]} field {key!r} is out of SQLite's integer range"
         if isinstance(value, str):

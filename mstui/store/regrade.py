@@ -13,7 +13,7 @@ refitted.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,14 +77,22 @@ class ScopeChange:
 
 @dataclass
 class RegradeReport:
-    """The outcome of `regrade`: per-scope changes, fits marked stale, the grader used."""
+    """The outcome of `regrade`: per-scope changes, fits marked stale, the grader used.
+
+    A caller that passes its own report to `regrade` can read it after an interruption (a lock,
+    Ctrl-C): `written` and `written_runs` count what was committed, and `stale_fits` the fits
+    marked stale in those same transactions.
+    """
 
     runs: int = 0
     scopes: dict[Scope, ScopeChange] = field(default_factory=dict)
-    stale_fits: list[int] = field(default_factory=list)
+    stale_fits: list[int] = field(default_factory=list)  # marked stale by this regrade
+    already_stale: list[int] = field(default_factory=list)  # stale before it, still unrefitted
     grader: str = ""
     seconds: float = 0.0
     dry_run: bool = False
+    written: int = 0  # labels committed so far
+    written_runs: int = 0  # runs whose changed labels were committed
 
     @property
     def rounds(self) -> int:
@@ -111,18 +119,22 @@ def grader_label(grader: Grader) -> str:
 
 def regrade(store: Store, *, grader: Grader | None = None, dry_run: bool = False,
             on_run: Callable[[int, int], None] | None = None,
-            run_ids: Sequence[int] | None = None, **filters: Any) -> RegradeReport:
+            report: RegradeReport | None = None, run_ids: Sequence[int] | None = None,
+            **filters: Any) -> RegradeReport:
     """Regrade every round of the runs matching `filters` (list_runs' filters) that have gold,
     or of exactly the runs `run_ids` (with gold or not: those without have their answers
     re-read and stay ungraded).
 
-    Runs are graded one at a time, their rounds in parallel on the grader's workers, and each
-    run's updates are committed together. `dry_run` counts what would change and writes nothing.
-    `on_run(done, total)` is called after each run.
+    Runs are graded one at a time, their rounds in parallel on the grader's workers. Each run's
+    updates are committed in one transaction that also marks stale the fits of its scope when a
+    label changed, so an interrupted regrade (a lock held elsewhere, Ctrl-C) never leaves a
+    fresh-looking fit over changed labels. `dry_run` counts what would change and writes
+    nothing. `on_run(done, total)` is called after each run; `report` is filled in as it goes.
     """
     grader = grader or default_grader()
     started = time.perf_counter()
-    report = RegradeReport(dry_run=dry_run)
+    report = report if report is not None else RegradeReport()
+    report.dry_run = dry_run
     if run_ids is not None:
         ids = sorted(set(run_ids))
         where, params = f"runs.id IN ({', '.join('?' * len(ids)) or 'NULL'})", list(ids)
@@ -135,21 +147,22 @@ def regrade(store: Store, *, grader: Grader | None = None, dry_run: bool = False
             f"FROM runs WHERE {where} ORDER BY id",
             params,
         ).fetchall()
-    changed_scopes: set[Scope] = set()
+    stale_before = {f["id"] for f in stale_fits(store)}
     with ThreadPoolExecutor(max_workers=grader.workers, thread_name_prefix="regrade") as pool:
         for n, (run_id, model, pset, strategy, gold, final_round) in enumerate(runs, 1):
             scope: Scope = (model, pset, strategy)
             change = report.scopes.setdefault(scope, ScopeChange())
-            before = change.changed
-            _regrade_run(store, pool, grader, run_id, gold, final_round, change, dry_run)
-            if change.changed > before:
-                changed_scopes.add(scope)
+            _regrade_run(store, pool, grader, run_id, gold, final_round, scope, change, report)
             report.runs += 1
             if on_run is not None:
                 on_run(n, len(runs))
     report.grader = grader_label(grader)
-    if not dry_run:
-        report.stale_fits = _mark_stale(store, changed_scopes, report)
+    # Fits stale from an earlier (perhaps interrupted) regrade of these scopes: said again, so a
+    # rerun that changes nothing still tells the user which fits rest on old labels.
+    report.already_stale = sorted(
+        f["id"] for f in stale_fits(store)
+        if (f["model"], f["problem_set"], f["strategy"]) in report.scopes
+        and f["id"] in stale_before)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -177,8 +190,8 @@ def unsplit_runs(store: Store) -> tuple[list[int], int]:
 
 
 def _regrade_run(store: Store, pool: ThreadPoolExecutor, grader: Grader, run_id: int,
-                 gold: str | None, final_round: int | None, change: ScopeChange,
-                 dry_run: bool) -> None:
+                 gold: str | None, final_round: int | None, scope: Scope, change: ScopeChange,
+                 report: RegradeReport) -> None:
     with store._read() as db:
         rows = [dict(r) for r in db.query(_ROUND_SQL, [run_id])]
     # The same reading as the loop's score_round: the answer comes from the final part only
@@ -207,6 +220,7 @@ def _regrade_run(store: Store, pool: ThreadPoolExecutor, grader: Grader, run_id:
                                         zip(rows, exts, strict=True)))
     updates: list[tuple[dict[str, Any], dict[str, Any]]] = []
     answers: list[str | None] = []
+    changed_before = change.changed
     for row, split, ext, grade in zip(rows, splits, exts, grades, strict=True):
         obs = observe(ext.answer, answers, None)
         answers.append(ext.answer)
@@ -228,7 +242,8 @@ def _regrade_run(store: Store, pool: ThreadPoolExecutor, grader: Grader, run_id:
                      row["answer_text"] != ext.text)
         if any(row[k] != v for k, v in new.items()):
             updates.append((row, new))
-    if dry_run or not updates:
+    labels_changed = change.changed - changed_before
+    if report.dry_run or not updates:
         return
     label = grader_label(grader)
     with store._write() as db:
@@ -256,24 +271,27 @@ def _regrade_run(store: Store, pool: ThreadPoolExecutor, grader: Grader, run_id:
                 f"final_correct = {pick.format('correct')} WHERE id = ?",
                 [run_id, final_round] * 3 + [run_id],
             )
+        # In the same transaction: the labels and the stale marks are committed together or not
+        # at all. (Answer texts and features may change without a label changing; the fits'
+        # counts do not, so those fits stay fresh.)
+        marked = _mark_stale(db, scope, label) if labels_changed else []
+    report.written += labels_changed
+    report.written_runs += labels_changed > 0
+    report.stale_fits = sorted({*report.stale_fits, *marked})
 
 
-def _mark_stale(store: Store, scopes: Iterable[Scope], report: RegradeReport) -> list[int]:
-    """Mark the fits of scopes whose labels changed (every level) as stale; their ids."""
-    ids: list[int] = []
-    note = f"labels regraded {records.now()[:16].replace('T', ' ')} UTC ({report.grader})"
-    with store._write() as db:
-        for model, pset, strategy in sorted(scopes, key=str):
-            found = [r[0] for r in db.execute(
-                "SELECT id FROM fits WHERE model IS ? AND problem_set IS ? AND strategy IS ? "
-                "AND stale IS NULL", [model, pset, strategy])]
-            if found:
-                db.execute(
-                    f"UPDATE fits SET stale = ? WHERE id IN ({', '.join('?' * len(found))})",
-                    [note, *found],
-                )
-            ids += found
-    return sorted(ids)
+def _mark_stale(db: Any, scope: Scope, grader: str) -> list[int]:
+    """Mark every fit of a scope (every level) that is not yet stale as stale, inside the
+    caller's transaction; their ids."""
+    model, pset, strategy = scope
+    note = f"labels regraded {records.now()[:16].replace('T', ' ')} UTC ({grader})"
+    found = [r[0] for r in db.execute(
+        "SELECT id FROM fits WHERE model IS ? AND problem_set IS ? AND strategy IS ? "
+        "AND stale IS NULL", [model, pset, strategy])]
+    if found:
+        db.execute(f"UPDATE fits SET stale = ? WHERE id IN ({', '.join('?' * len(found))})",
+                   [note, *found])
+    return found
 
 
 def grade_history(store: Store, run_id: int) -> list[dict[str, Any]]:
@@ -283,9 +301,18 @@ def grade_history(store: Store, run_id: int) -> list[dict[str, Any]]:
             "SELECT * FROM grade_history WHERE run_id = ? ORDER BY idx, id", [run_id]))
 
 
-def stale_scopes(store: Store) -> list[dict[str, Any]]:
-    """Scopes whose newest fit is stale, with that fit's id and level."""
+def stale_fits(store: Store, *, model: str | None = None, problem_set: str | None = None,
+               strategy: str | None = None) -> list[dict[str, Any]]:
+    """Fits still in use that are stale: the newest fit of its scope (a refit of the same scope
+    replaces a stale one), optionally only those of a model, problem set or strategy."""
     with store._read() as db:
-        return list(db.query(
+        rows = list(db.query(
             "SELECT id, model, problem_set, strategy, level, stale FROM fits WHERE stale IS NOT "
             "NULL AND id IN (SELECT max(id) FROM fits GROUP BY scope) ORDER BY id"))
+    return [r for r in rows
+            if (model is None or r["model"] == model)
+            and (problem_set is None or r["problem_set"] == problem_set)
+            and (strategy is None or r["strategy"] == strategy)]
+
+
+

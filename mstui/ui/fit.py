@@ -66,15 +66,19 @@ def detail(sf: ScopeFit) -> Table | Text:
     checks = Table(title="fit checks", title_justify="left", box=None)
     for col in ("check", "statistic", "df", "p", "verdict"):
         checks.add_column(col)
+    from mstui.core.fitting import check_reading
+
     for c in sf.checks:
-        ok = c.get("passed", c.get("p_value", 1.0) >= 0.05)
-        checks.add_row(
-            c["name"],
-            f"{c['statistic']:.2f}",
-            str(c["df"]),
-            f"{c['p_value']:.3f}",
-            Text("fits" if ok else "rejected", style="green" if ok else "red"),
-        )
+        # Read again from the numbers, so fits stored before the reading existed show the same.
+        reading = check_reading(c)
+        if not reading["testable"]:
+            verdict = Text(reading["verdict"], style="yellow")
+        elif reading["verdict"] == "ok":
+            verdict = Text("fits", style="green")
+        else:
+            verdict = Text("rejected", style="red")
+        checks.add_row(c["name"], f"{c['statistic']:.2f}", str(c["df"]),
+                       reading["p_text"].removeprefix("p "), verdict)
     grid.add_row(checks)
     rows = accuracy_rows(sf)
     acc = Table(

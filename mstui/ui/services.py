@@ -84,17 +84,7 @@ def stored_checks(data: dict[str, Any]) -> list[dict[str, Any]]:
 
 def check_dicts(checks: list[CheckResult]) -> list[dict[str, Any]]:
     """CheckResults as JSON-able dicts (how they are stored with a fit)."""
-    return [
-        {
-            "name": c.name,
-            "statistic": c.statistic,
-            "df": c.df,
-            "p_value": c.p_value,
-            "passed": c.passed(),
-            "details": c.details,
-        }
-        for c in checks
-    ]
+    return [{"name": c.name, **c.as_dict()} for c in checks]
 
 
 def fit_overlap(fit: dict[str, Any], runs: list[dict[str, Any]]) -> int:
@@ -251,12 +241,16 @@ class TraceService:
     def refit(self, scope: dict[str, Any]) -> ScopeFit:
         """Fit the scope exactly as `mstui fit` does (chain, checks, observation model) and
         save it, so the live policy gets the same fit from either place."""
-        from mstui.analysis.pools import fit_labelled, load_labelled
+        from mstui.analysis.pools import fit_labelled, load_labelled, too_little_data
 
         key = {k: scope.get(k) for k in ("model", "problem_set", "strategy")}
         rows = load_labelled(self.store, **key)
         if len(rows) == 0:
             raise ValueError("this scope has no labelled rounds to fit")
+        # The rule `mstui fit` applies by default: a scope below it is not saved as a fit.
+        short = too_little_data(rows)
+        if short:
+            raise ValueError(f"too little data: {short}")
         result = fit_labelled(rows, key)
         fit_id = self.store.save_fit(key, result.stored())
         return ScopeFit(key, fit_id, result.fit, check_dicts(result.checks))

@@ -38,7 +38,8 @@ def make_policy(config: RunConfig, fit: ChainFit | None, gold: str | None,
     """The policy of a config; one-line errors for a policy that cannot run here."""
     spec = config.policy_spec
     if spec.startswith("oracle") and gold is None:
-        raise ValueError("the oracle policy needs the gold answer; pass --gold")
+        raise ValueError("the oracle policy needs the gold answer; pass --gold (in the TUI, "
+                         "press n for a problem that has one)")
     policy: Policy = parse_policy(spec, fit, obs_model, price=config.price,
                                   allow_sparse=config.allow_sparse_fit)
     return policy

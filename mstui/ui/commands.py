@@ -20,9 +20,18 @@ from mstui.ui.picker import LEVEL_CHOICES
 if TYPE_CHECKING:
     from mstui.ui.app import MstuiApp
 
-# What the palette offers (auto = markov when a fit exists, else fixed; oracle needs gold and
-# stays reachable through --policy only).
-POLICY_CHOICES = ("auto", "markov", "gate", "fixed", "none", "repeat")
+# What the palette offers, with a line each (auto = markov when a fit exists, else fixed).
+POLICY_CHOICES = ("auto", "markov", "mixture", "gate", "fixed", "none", "repeat", "oracle")
+POLICY_HELP = {
+    "auto": "markov when a fit exists, else fixed",
+    "markov": "continue while the expected gain beats κ·T (a mixture when the fit has one)",
+    "mixture": "markov's rule under the fit's mixture of chains (easy and hard questions)",
+    "gate": "a round budget planned from p̂₀ before round 0",
+    "fixed": "every round up to N_max",
+    "none": "the first answer only",
+    "repeat": "stop when the answer repeats",
+    "oracle": "stop at the first correct round (needs a gold answer: press n for a problem)",
+}
 GROUPS = ("model", "strategy", "policy", "format", "level", "screens")
 
 Entry = tuple[str, Callable[[], object], str]
@@ -75,7 +84,7 @@ def entries(app: MstuiApp, group: str) -> list[Entry]:
         ]
     if group == "policy":
         return [
-            (f"Policy: {p}{now(p == app.policy)}", partial(app.choose_policy, p), "")
+            (f"Policy: {p}{now(p == app.policy)}", partial(app.choose_policy, p), POLICY_HELP[p])
             for p in POLICY_CHOICES
         ]
     if group == "format":

@@ -119,6 +119,10 @@ def test_sigint_cancels_a_stalled_stream_at_once(command: str, tmp_path: Path) -
     assert run["status"] == "cancelled" and rounds[-1].finish_reason == "cancelled"
     if command == "run":
         assert rounds[-1].response == "".join(CONTENT)
+        out = proc.stdout.read() if proc.stdout else ""
+        # The cut round is counted, and the stream's line is ended before the verdict.
+        assert "after 0 finished round(s) (+ round 0, cancelled)" in out
+        assert out.startswith("\n\nfinal answer")  # the streamed line was ended first
 
 
 async def test_tui_esc_cancels_a_stalled_stream(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from mstui.core.loop import (
     run_refinement,
 )
 from mstui.core.throughput import RateWatch
-from mstui.core.types import Decision, RoundRecord, finish_text
+from mstui.core.types import Decision, RoundRecord, cache_text, finish_text
 from mstui.engine.factory import model_label, open_backend
 from mstui.runner import Run, build_run, check_first_prompt, needs_fit
 from mstui.session import RunRecorder, find_fit, measured_rate
@@ -81,13 +81,6 @@ def final_json(finished: RunFinished, last: Decision | None, run_id: int | None,
         "stop_rule": stop_rule,
         "stop_reason": stop_reason,
     }
-
-
-def cache_text(record: RoundRecord) -> str:
-    """'312 cached, reported' / '312 cached, estimated' / 'cache hits not reported'."""
-    if record.cached_source is None:
-        return "cache hits not reported"
-    return f"{record.cached_tokens} cached, {record.cached_source}"
 
 
 def _mark(record: RoundRecord) -> str:
@@ -187,6 +180,8 @@ def _stream(args: argparse.Namespace, question: str, config: RunConfig, run: Run
                 print(f"mstui: note: {slow.hint}", file=sys.stderr if args.json else out)
             if event.record.finish_reason in ("error", "cancelled"):
                 failed = event.record
+                if not args.json:
+                    out.write("\n")  # the stream stopped mid-line: end it before the verdict
                 if args.json:
                     print(json.dumps(round_json(event.record, None)), file=out)
         elif isinstance(event, DecisionMade) and pending is not None:
@@ -200,7 +195,12 @@ def _stream(args: argparse.Namespace, question: str, config: RunConfig, run: Run
                                    str(store.path) if store else None)
                 print(json.dumps(final | {"rate_hint": rate_hint}), file=out)
                 continue
-            print(f"\nfinal answer: {event.final_answer} after {len(event.rounds)} round(s)"
+            # A cancelled or failed round is stored but not among the finished ones: say so,
+            # not "after 0 round(s)".
+            cut = (f" (+ round {failed.index}, {failed.finish_reason})"
+                   if failed is not None else "")
+            print(f"\nfinal answer: {event.final_answer} after {len(event.rounds)} finished "
+                  f"round(s){cut}"
                   + (f" ({'correct' if event.final_correct else 'wrong'})"
                      if event.final_correct is not None else "")
                   + (f" · stored as run {recorder.run_id} in {store.path}" if recorder and store

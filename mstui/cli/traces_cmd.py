@@ -209,7 +209,7 @@ def cmd_list(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 def cmd_show(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """One run, round by round."""
-    from mstui.cli.run_cmd import cache_text  # as `mstui run` words it: unknown is not 0
+    from mstui.core.types import cache_text  # as `mstui run` words it: unknown is not 0
 
     out = out or sys.stdout
     with open_existing_store(args.db) as store:

@@ -137,3 +137,11 @@ class Policy(Protocol):
     def decide(self, history: Sequence[RoundRecord], max_rounds: int) -> Decision:
         """Return the decision after the last round in `history` (never empty)."""
         ...
+
+
+def cache_text(record: RoundRecord) -> str:
+    """'312 cached, reported' / '312 cached, estimated' / 'cache hits not reported': an unknown
+    count is not shown as 0."""
+    if record.cached_source is None:
+        return "cache hits not reported"
+    return f"{record.cached_tokens} cached, {record.cached_source}"

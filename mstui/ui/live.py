@@ -16,7 +16,7 @@ from textual.timer import Timer
 from textual.widgets import Footer, Input, Static
 
 from mstui.core.problems import Problem
-from mstui.core.types import Decision, RoundRecord, finish_text
+from mstui.core.types import Decision, RoundRecord, cache_text, finish_text
 from mstui.ui import messages as m
 from mstui.ui.ask import OFF, NumberScreen
 from mstui.ui.charts import AccuracyChart
@@ -388,7 +388,7 @@ class LiveScreen(Screen[None]):
             Text(
                 f"round {r.index}: answer {answer} {mark(r.correct)} [{r.extraction_rule}] · "
                 f"{r.completion_tokens} tok{speed} · prompt {r.prompt_tokens} tok "
-                f"({r.cached_tokens} cached) · {finish_text(r.finish_reason)}"
+                f"({cache_text(r)}) · {finish_text(r.finish_reason)}"
             )
         )
         if r.finish_reason == "cancelled":
@@ -406,7 +406,10 @@ class LiveScreen(Screen[None]):
         where = f" · stored as run {msg.run_id}" if msg.run_id is not None else ""
         ok = f" {mark(msg.final_correct)}" if msg.final_correct is not None else ""
         self.app.notify(
-            f"final answer {msg.final_answer}{ok} after {msg.rounds} round(s){where}",
+            f"final answer {msg.final_answer}{ok} after {msg.rounds} finished round(s)"
+            + (f" (+ round {self.records[-1].index}, {self.records[-1].finish_reason})"
+               if self.records and self.records[-1].finish_reason in ("cancelled", "error")
+               else "") + where,
             title=f"run {msg.reason}",
         )
         self._strip()

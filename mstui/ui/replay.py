@@ -11,7 +11,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Select, Static
 
-from mstui.core.types import Decision, RoundRecord, finish_text
+from mstui.core.types import Decision, RoundRecord, cache_text, finish_text
 from mstui.ui.services import StoredFit, sample_line
 from mstui.ui.view import SetWhatIf, WhatIf, prob_view, set_what_if, what_if
 from mstui.ui.why import WHY_SUBTITLE
@@ -163,8 +163,8 @@ class ReplayScreen(Screen[None]):
         self.query_one("#round-stats", Static).update(
             Text(
                 f"round {t}: answer {answer} {mark(r.correct)} [{r.extraction_rule}] · "
-                f"{r.completion_tokens} tok · prompt {r.prompt_tokens} tok ({r.cached_tokens} "
-                f"cached) · {finish_text(r.finish_reason)}"
+                f"{r.completion_tokens} tok · prompt {r.prompt_tokens} tok ({cache_text(r)}) · "
+                f"{finish_text(r.finish_reason)}"
             )
         )
         self.query_one(ProbPanel).show(view)

@@ -165,13 +165,18 @@ def test_cli_regrade_reports_per_scope_and_refits(tmp_path: Path, capsys) -> Non
     assert "not refitted: m · ps · reanswer" in out and "not refitted: m · other" not in out
 
 
-def test_cli_refit_replaces_a_stale_fit(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    path = tmp_path / "t.db"
+def build_misgraded_scope(path: Path) -> None:
+    """build(), plus 12 runs whose 10/9 gold was misgraded: enough transitions to fit."""
     build(path)
     with Store(path) as store:
-        for _ in range(12):  # enough transitions to fit the scope
+        for _ in range(12):
             add_run(store, "10/9", [old_round(0, r"so x = \frac{10}{9}", "9", False),
                                     old_round(1, "The answer is 9.", "9", False)])
+
+
+def test_cli_refit_replaces_a_stale_fit(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "t.db"
+    build_misgraded_scope(path)
     assert main(["traces", "regrade", "--db", str(path), "--problem-set", "ps",
                  "--refit"]) == 0
     out = capsys.readouterr().out
@@ -383,11 +388,7 @@ def test_regrade_interrupted_by_ctrl_c_marks_fits_stale_with_the_labels(tmp_path
 
 def test_refit_refits_fits_made_stale_by_an_earlier_regrade(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "t.db"
-    build(path)
-    with Store(path) as store:
-        for _ in range(12):  # enough transitions to fit the scope
-            add_run(store, "10/9", [old_round(0, r"so x = \frac{10}{9}", "9", False),
-                                    old_round(1, "The answer is 9.", "9", False)])
+    build_misgraded_scope(path)
     assert main(["traces", "regrade", "--db", str(path), "--problem-set", "ps"]) == 0
     assert "fits marked stale: #1" in capsys.readouterr().out
     # A second regrade changes no label, yet --refit refits the fit the first one left stale.

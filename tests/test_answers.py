@@ -111,6 +111,16 @@ def test_answer_is_expression_then_equals_takes_the_value() -> None:
     check("The answer is x = 5.", "5", "5", "answer-is")
 
 
+def test_answer_is_skips_words_that_only_qualify_it() -> None:
+    # "indeed", "clearly", … say how sure the model is, not what the answer is.
+    check("The answer is indeed 42.", "42", "42", "answer-is")
+    check("So the answer is clearly 12.", "12", "12", "answer-is")
+    check("The answer is indeed -3/4.", "-0.75", "-3/4", "answer-is")
+    check("The answer is indeed 1,000.", "1000", "1,000", "answer-is")
+    check("The final answer is therefore: $\\frac{1}{2}$", "0.5", "\\frac{1}{2}", "answer-is")
+    check("The answer is just New York.", "new york", "New York", "answer-is")
+
+
 def test_answer_is_comparisons_are_not_results() -> None:
     # `>=`, `<=`, `!=` and `==` are not "= value": the whole span stays the answer.
     check("The answer is x >= 5.", "x>=5", "x >= 5", "answer-is")

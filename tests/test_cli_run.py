@@ -15,14 +15,16 @@ from mstui.store import Store
 QUESTION = "Tom has 3 apples and buys 4 more. How many apples does he have?"
 
 
-def mstui(*args: str, db: Path | None = None,
-          timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def mstui(*args: str, db: Path | None = None, timeout: float = 300,
+          cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env.pop("MSTUI_DEBUG", None)
     if db is not None:
         env["MSTUI_DB"] = str(db)
+    if cwd is not None:  # `python -m mstui` from elsewhere still imports this checkout
+        env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
     return subprocess.run([sys.executable, "-m", "mstui", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+                          timeout=timeout, env=env, cwd=cwd)
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
@@ -251,3 +253,15 @@ def test_options_the_policy_does_not_use_are_named(tiny_gguf: Path, tmp_path: Pa
     assert "--price 0.5 is not used: the policy markov:0.01 sets κ = 0.01" in proc.stderr
     assert_one_line_error(mstui(*base, "--policy", "mixture:abc"),
                           "mixture price κ must be a number")
+
+
+def test_options_before_the_command_are_refused_not_ignored(tmp_path: Path) -> None:
+    # argparse let the command's defaults overwrite them: `mstui --db x.db fit` refitted
+    # ./traces.db. Now it is one line that says where the option goes, and nothing is written.
+    db = tmp_path / "x.db"
+    for argv, where in ((["--db", str(db), "fit"], "mstui fit --db"),
+                        ([f"--db={db}", "traces", "list"], "mstui traces list --db"),
+                        (["--model", "m.gguf", "run", "--question", "q"], "mstui run --model")):
+        proc = mstui(*argv, cwd=tmp_path)
+        assert_one_line_error(proc, "before the command is ignored", where)
+    assert list(tmp_path.iterdir()) == []  # no ./traces.db, no x.db

@@ -234,3 +234,44 @@ async def test_sparse_fit_is_shown_flagged_and_not_recorded_as_used(tmp_path: Pa
     with Store(db) as store:
         run = store.get_run(run_id)  # type: ignore[arg-type]
     assert run["fit_id"] is None  # the run used no fit, so it records none
+
+
+async def test_paused_why_explains_the_round_that_waits_and_c_at_the_cap_is_refused(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "traces.db"
+    demo_store(db, questions=8)
+    app = scripted_app(db, rounds=2, policy="fixed")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.worker.backend is not None)
+        await pilot.press("s", "n", "r")
+        await wait_for(pilot, lambda: app.worker.paused)
+        await pilot.press("space")
+        await wait_for(pilot, lambda: app.worker.paused and len(app.live.records) == 2)
+        await pilot.press("y")  # paused after round 1: its decision waits, so explain round 1
+        assert "q_1 = " in why_text(app)
+        await pilot.press("pagedown", "home")  # the why-view scrolls from the keyboard
+        await pilot.press("escape")
+        # Round 1 is the last one the cap allows: `c` cannot continue, the pause stays.
+        await pilot.press("c")
+        await pilot.pause(0.3)
+        assert app.worker.paused
+        assert any("cannot continue" in str(n.message) for n in app._notifications)
+        await pilot.press("x")
+        await wait_for(pilot, lambda: not app.worker.busy)
+        assert app.live.decisions[-1].override == "stop"
+
+
+async def test_gate_shows_the_filtered_belief_as_a_shadow(tmp_path: Path) -> None:
+    db = tmp_path / "traces.db"
+    fit = demo_store(db, questions=8)["fit"]
+    app = scripted_app(db, rounds=3, policy="gate")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.worker.backend is not None)
+        await pilot.press("n", "r")
+        await wait_for(pilot, lambda: not app.worker.busy and app.live.decisions)
+        prob = text_of(app.live.query_one(ProbPanel))
+        q = belief_trajectory(fit.chain, fit.p0, [r.observation for r in app.live.records],
+                              None)[-1]
+        # gate plans from p̂₀; the panel shows the filter's belief and says it is a shadow.
+        assert f"q_t {q:.3f}" in prob and "plans from p̂₀" in prob

@@ -33,6 +33,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mstui: error: {exc}", file=sys.stderr)
         return 2
     handler = getattr(args, "handler", None)
+    misplaced, command = options_before_command(sys.argv[1:] if argv is None else argv, parser)
+    if handler is not None and misplaced:
+        # argparse lets the command's own defaults overwrite options given before it, so
+        # `mstui --db x.db fit` would silently use ./traces.db: refuse, and say where they go.
+        print(f"mstui: error: {', '.join(misplaced)} before the command is ignored by it; put "
+              f"it after: mstui {command} {' '.join(misplaced)} ...", file=sys.stderr)
+        return 2
     if handler is None:
         from mstui.cli.tui_cmd import cmd_tui
 
@@ -50,6 +57,26 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"mstui: error: {one_line(exc)}", file=sys.stderr)
         return 2
+
+
+def options_before_command(argv: list[str], parser: object) -> tuple[list[str], str]:
+    """Options (`--db`, `--model`, …) written before a subcommand's name, and that name."""
+    import argparse
+
+    assert isinstance(parser, argparse.ArgumentParser)
+    commands: set[str] = set()
+    for action in parser._actions:  # the subcommand names, as argparse knows them
+        if isinstance(action, argparse._SubParsersAction):
+            commands = set(action.choices)
+    before: list[str] = []
+    for i, token in enumerate(argv):
+        if token in commands:
+            nxt = argv[i + 1] if i + 1 < len(argv) else ""
+            # `traces` has its own commands (list, show, …): name the whole path.
+            return before, f"{token} {nxt}" if token == "traces" and nxt[:1].isalpha() else token
+        if token.startswith("-"):
+            before.append(token.split("=", 1)[0])
+    return [], ""
 
 
 def one_line(exc: BaseException) -> str:

@@ -43,6 +43,11 @@ _ANSWER_IS = re.compile(r"\bthe\s+(?:final\s+)?answer\s+is\b", re.IGNORECASE)
 # "The final answer is X" is a conclusion: written after a box, it replaces the boxed answer (a
 # model that boxed a step and then concluded). A plain "the answer is" after a box stays narration.
 _FINAL_ANSWER_IS = re.compile(r"\bthe\s+final\s+answer\s+is\b", re.IGNORECASE)
+# Words between "the answer is" and the answer that only qualify it (one or more, any case).
+_FILLER = re.compile(
+    r"(?:(?:indeed|clearly|simply|just|therefore|thus|then|now|actually|really|definitely|"
+    r"certainly|exactly|obviously|still|also|surely|equal\s+to|equals|approximately|about|"
+    r"roughly|precisely)\b[\s,:]*)+", re.IGNORECASE)
 # A sentence/clause ends at . ! ? ; followed by whitespace or the end, or at ", " (thousands
 # separators never have a space after the comma, so "1,248" survives).
 _CLAUSE_END = re.compile(r"[.!?;](?=\s|$)|,(?=\s)")
@@ -144,6 +149,10 @@ def _extract_answer_is(
     head = pos
     while head < len(response) and response[head] in " \t:*":
         head += 1
+    # "the answer is indeed 42", "… is clearly 12": the adverb is not part of the answer.
+    filler = _FILLER.match(response, head)
+    if filler is not None:
+        head = pos = filler.end()
     opener = _MATH_OPEN.match(response, head)
     span = _math_span(response, opener) if opener is not None else None
     if span is not None and span[0] < span[1]:

@@ -96,7 +96,9 @@ class Explanation:
     def inequality(self) -> str:
         """The decision inequality with both sides, e.g. 'gain +0.0123 > κ·T = 0.0040'."""
         op = ">" if self.continues else "≤"
-        return (f"gain b−(a+b)q = {self.gain:+.4f} {op} κ·T = {self.price:g}×"
+        # A mixture's gain is summed over its classes; the single chain's a, b do not give it.
+        formula = "Σ_k P(k,W)·b_k − P(k,C)·a_k" if self.classes else "b−(a+b)q"
+        return (f"gain {formula} = {self.gain:+.4f} {op} κ·T = {self.price:g}×"
                 f"{self.round_cost:.0f} tok = {self.bar:.4f}")
 
     def counterfactual(self) -> str:
@@ -283,8 +285,11 @@ def _evidence(obs_model: ObservationModel, r: RoundRecord, qs: Sequence[float] |
                             f"{len(obs_model.edges) + 1})", lr["log-probability"]))
     cat = change_category(o.changed, o.agreement)
     agree = "—" if o.agreement is None else f"{o.agreement:.2f}"
+    # The change feature is conditioned on the previous state, so its ratio depends on the
+    # belief after the previous round: the same value weighs differently at each round.
     out.append(Evidence("changed / agreement", f"{CHANGE_TEXT[cat]} (agreement {agree})",
-                        lr["change"], NO_EVIDENCE if cat == 4 else ""))
+                        lr["change"], NO_EVIDENCE if cat == 4 else
+                        f"weighed by the belief after round {t - 1}"))
     if o.thinking_tokens is not None:
         th, tr = _reasoning_ratios(obs_model, o.found, o.truncated, o.thinking_tokens)
         note = "" if th != 1.0 or obs_model.thinking is not None else (

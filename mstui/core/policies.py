@@ -29,6 +29,12 @@ POLICY_NAMES = ("markov", "mixture", "gate", "fixed", "none", "repeat", "oracle"
 NO_FIT = "no chain fit is available for this scope; run `mstui sweep` then `mstui fit` first"
 
 
+def reads_belief(spec: str) -> bool:
+    """Whether a policy decides from the filtered belief q_t (markov, mixture). gate plans from
+    p̂₀ before round 0; fixed, none, repeat and oracle read no fit at all."""
+    return spec.split(":", 1)[0].strip().lower() in ("markov", "mixture")
+
+
 def _check(history: Sequence[RoundRecord], max_rounds: int) -> int:
     if not history:
         raise ValueError("a decision needs at least one finished round")

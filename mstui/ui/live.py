@@ -76,6 +76,12 @@ class LiveScreen(Screen[None]):
         Binding("escape", "cancel", "Cancel"),
         Binding("z", "thinking", "Thinking"),
         Binding("y", "why", "Why"),
+        Binding("up", "scroll_text('up')", "Scroll", show=False),
+        Binding("down", "scroll_text('down')", "Scroll", show=False),
+        Binding("pageup", "scroll_text('pageup')", "Scroll", show=False),
+        Binding("pagedown", "scroll_text('pagedown')", "Scroll", show=False),
+        Binding("home", "scroll_text('home')", "Scroll", show=False),
+        Binding("end", "scroll_text('end')", "Scroll", show=False),
         Binding("left", "browse(-1)", "Round −", show=False),
         Binding("right", "browse(1)", "Round +", show=False),
         Binding("left_square_bracket", "rounds(-1)", "N_max −", show=False),
@@ -173,6 +179,12 @@ class LiveScreen(Screen[None]):
         )
         if w.paused:
             line += " │ ⏸ paused (see the decision panel)"
+        elif self.pause_why is None:
+            # What will pause the run, where the user looks: the decision panel's border.
+            armed = w.breakpoints.describe()
+            parts = (["STEP mode"] if w.step_mode else []) + (
+                [f"bp {armed}"] if armed != "none" else [])
+            self.query_one(DecisionPanel).border_subtitle = " · ".join(parts)
         self.query_one("#status", Static).update(Text(line), layout=False)
         self.refresh_keys()
 
@@ -516,8 +528,9 @@ class LiveScreen(Screen[None]):
         elif kind == "answer":
             bp.answer_change = not bp.answer_change
         else:
+            now = "off" if bp.threshold is None else f"θ = {bp.threshold:g}"
             title = ("breakpoint: pause when the belief q_t crosses θ (under every policy: "
-                     "the fit's belief). Empty turns it off.")
+                     f"the fit's belief). Now {now}; Enter keeps it, empty turns it off.")
             self.app.push_screen(
                 NumberScreen(title, bp.threshold, 0.0, 1.0, "e.g. 0.8"), self.set_threshold)
             return
@@ -556,6 +569,10 @@ class LiveScreen(Screen[None]):
         if why:
             self.action_why()
 
+    def action_scroll_text(self, where: str) -> None:
+        """↑ ↓ PgUp PgDn Home End scroll the round text (or the why-view over it)."""
+        self.query_one(StreamView).scroll_text(where)
+
     def action_why(self) -> None:
         """y: why the belief after the shown round is what it is (core.explain)."""
         from mstui.core.explain import explain_round
@@ -567,8 +584,8 @@ class LiveScreen(Screen[None]):
         history = [r for r in self.records if r.finish_reason not in ("cancelled", "error")]
         t = self.cursor if self.cursor is not None else (self.decisions[-1].round if
                                                          self.decisions else None)
-        if t is None and self.pause_why is not None and history:
-            t = history[-1].index  # paused before the first decision took effect
+        if self.cursor is None and self.pause_why is not None and history:
+            t = history[-1].index  # paused: the round whose decision waits, not the one before
         if t is None or not history:
             self.app.notify("no finished round yet: the why-view explains a round's belief")
             return

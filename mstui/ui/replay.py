@@ -55,6 +55,12 @@ class ReplayScreen(Screen[None]):
         Binding("v", "next_fit", "Fit ▸"),
         Binding("z", "thinking", "Thinking"),
         Binding("y", "why", "Why"),
+        Binding("up", "scroll_text('up')", "Scroll", show=False),
+        Binding("down", "scroll_text('down')", "Scroll", show=False),
+        Binding("pageup", "scroll_text('pageup')", "Scroll", show=False),
+        Binding("pagedown", "scroll_text('pagedown')", "Scroll", show=False),
+        Binding("home", "scroll_text('home')", "Scroll", show=False),
+        Binding("end", "scroll_text('end')", "Scroll", show=False),
         # One Tab reaches the what-if inputs (the stream comes first in the focus chain).
         Binding("tab", "tab", "What-if inputs", show=False),
     ]
@@ -94,6 +100,17 @@ class ReplayScreen(Screen[None]):
             yield Select[int]([], id="wi-fit", prompt="the run's own", allow_blank=True)
         yield Static(WHAT_IF_HINT, id="whatif")
         yield Footer()
+
+    def on_resize(self) -> None:
+        """Compact below the live screen's size: short panels, the decision kept in view."""
+        from mstui.ui.live import COMPACT_HEIGHT, COMPACT_WIDTH
+
+        compact = self.size.width < COMPACT_WIDTH or self.size.height < COMPACT_HEIGHT
+        if compact != self.has_class("compact"):
+            self.set_class(compact, "compact")
+            self.query_one(ProbPanel).compact = compact
+            if self.run is not None:
+                self.show_round(self.cursor)
 
     def on_mount(self) -> None:
         """Load the run in a thread (never block the UI on the database)."""
@@ -212,8 +229,12 @@ class ReplayScreen(Screen[None]):
         for f in self.fits:
             if f.fit_id == value:
                 return f.fit, f.obs_model, f"fit #{f.fit_id}"
-        own = f"fit #{self.run['fit_id']}" if self.run.get("fit") is not None else "no fit"
-        return self.run.get("fit"), self.run.get("obs_model"), own
+        if self.run.get("fit") is not None:
+            return self.run["fit"], self.run.get("obs_model"), f"fit #{self.run['fit_id']}"
+        if self.fits:  # the run used none (fixed, …): the scope's newest, as the belief shows
+            f = self.fits[0]
+            return f.fit, f.obs_model, f"fit #{f.fit_id}"
+        return None, None, "no fit"
 
     def belief_fit(self) -> tuple[ChainFit | None, ObservationModel | None, str, str]:
         """(fit, obs model, label, caveat) behind the shown belief: the run's own fit, else
@@ -222,12 +243,13 @@ class ReplayScreen(Screen[None]):
         if self.run.get("fit") is not None:
             return self.run["fit"], self.run.get("obs_model"), f"fit #{self.run['fit_id']}", ""
         fit, obs, label = self.chosen_fit()
-        if fit is None and self.fits:
-            f = self.fits[0]
-            fit, obs, label = f.fit, f.obs_model, f"fit #{f.fit_id}"
         if fit is None:
             return None, None, "no fit with this run", ""
         return fit, obs, label, f"shadow belief: policy {self.run.get('policy')} used no fit"
+
+    def action_scroll_text(self, where: str) -> None:
+        """↑ ↓ PgUp PgDn Home End scroll the round text (or the why-view over it)."""
+        self.query_one(StreamView).scroll_text(where)
 
     def action_why(self) -> None:
         """y: why the belief after this round is what it is (core.explain)."""
@@ -259,7 +281,9 @@ class ReplayScreen(Screen[None]):
         value = self.query_one("#wi-fit", Select).value
         if any(f.fit_id == value for f in self.fits):
             return int(value)  # type: ignore[arg-type]
-        return int(self.run["fit_id"]) if self.run.get("fit") is not None else None
+        if self.run.get("fit") is not None:
+            return int(self.run["fit_id"])
+        return self.fits[0].fit_id if self.fits else None
 
     def action_next_fit(self) -> None:
         """Cycle the what-if fit through the stored fits of this model × strategy."""

@@ -34,6 +34,7 @@ class ProbView:
     fit: ChainFit | None = field(default=None, compare=False, repr=False)
     obs_model: ObservationModel | None = field(default=None, compare=False, repr=False)
     fit_note: str = ""  # why the fit must not drive a decision (sparse), or that it is a shadow
+    classes: int = 1  # chains behind q_t: more than one when markov uses a mixture
     # What markov would decide here, for a policy that reads no belief (fixed, none, …).
     shadow: Decision | None = field(default=None, compare=False)
 
@@ -78,10 +79,14 @@ def prob_view(
     """
     from mstui.core.belief import filter_mode
     from mstui.core.explain import markov_view
+    from mstui.core.policies import reads_belief
 
     t = len(history) - 1
     marks = tuple(r.correct for r in history)
-    d_belief = decision.belief if decision is not None else None
+    # A decision's numbers are the belief's only when its policy filters one (markov, mixture);
+    # gate's q is the p̂₀ it planned from, and the others have none.
+    own = decision is not None and reads_belief(decision.policy)
+    d_belief = decision.belief if own and decision is not None else None
     if fit is None:
         return ProbView(
             t,
@@ -101,7 +106,7 @@ def prob_view(
     q = d_belief if d_belief is not None else mv.curve[0]
     q = min(max(q, 0.0), 1.0)
     shadow = None
-    if price is not None and decision is not None and decision.belief is None and history:
+    if price is not None and decision is not None and not own and history:
         from mstui.core.policies import parse_policy
 
         markov = parse_policy("markov", fit, obs_model, price=price, allow_sparse=True)
@@ -115,8 +120,9 @@ def prob_view(
     return ProbView(
         round=t,
         belief=q,
-        pi=decision.pi if decision is not None and decision.pi is not None else mv.pi,
-        lam=decision.lam if decision is not None and decision.lam is not None else mv.lam,
+        pi=decision.pi if own and decision is not None and decision.pi is not None else mv.pi,
+        lam=(decision.lam if own and decision is not None and decision.lam is not None
+             else mv.lam),
         # A regime from a sparse fit is the prior's verdict, not the data's: it says so.
         regime=mv.regime + (" (from the prior: sparse fit)" if sparse else ""),
         curve=tuple((start + k, p) for k, p in enumerate(mv.curve)),
@@ -129,6 +135,7 @@ def prob_view(
         obs_model=obs_model,
         fit_note=fit_note,
         shadow=shadow,
+        classes=mv.classes,
     )
 
 

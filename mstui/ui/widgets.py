@@ -261,6 +261,12 @@ class StreamView(ScrollView, can_focus=True):
         self._render_overlay()
         self.scroll_home(animate=False, immediate=True)
 
+    def scroll_text(self, where: str) -> None:
+        """Keyboard scrolling for the screens (the view is not focused: ← → belong to them)."""
+        {"up": self.scroll_up, "down": self.scroll_down, "pageup": self.scroll_page_up,
+         "pagedown": self.scroll_page_down, "home": self.scroll_home,
+         "end": self.scroll_end}[where](animate=False)
+
     def close_overlay(self) -> bool:
         """Back to the round text; False when no overlay was shown."""
         if self.overlay_body is None:
@@ -437,6 +443,12 @@ class ProbPanel(Static):
         t.append("\n")
         if self.compact:
             t.append(view.fit_label, style="italic")
+            if view.classes > 1:
+                t.append(f" · mixture of {view.classes}", style="italic")
+            if view.fit is not None:  # its size and flags: what the numbers rest on
+                f = view.fit
+                t.append(f"\n{f.n_questions} q · {f.n_transitions} transitions · flags "
+                         f"{', '.join(f.flags) or 'none'}", style="dim")
             if view.fit_note:
                 t.append(f"\n⚠ {view.fit_note}", style="yellow")
             self.update(t)

@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     from mstui.store import Store
 
 BackendFactory = Callable[[RunConfig], Backend]
+# A forced continue at the cap would store an override that no round follows.
+CAP_NOTICE = ("the cap of {n} round(s) is reached: no round can follow, so c cannot continue; "
+              "] raises N_max for the next run")
 Post = Callable[[Message], object]
 
 
@@ -62,6 +65,7 @@ class ShowFit:
 def fit_note(found: FoundFit | None, config: RunConfig, auto: bool = False) -> str:
     """The caveat shown beside a fit: sparse (the prior, not data; drives no decision unless
     allowed), and a shadow when the policy does not read it. "" when there is none."""
+    from mstui.core.policies import reads_belief
     from mstui.runner import needs_fit
 
     if found is None:
@@ -72,8 +76,9 @@ def fit_note(found: FoundFit | None, config: RunConfig, auto: bool = False) -> s
         notes.append(sparse + ("; allowed by --allow-sparse-fit" if config.allow_sparse_fit
                                else "; shown only, it drives no decision"))
     spec = config.policy_spec
-    if not needs_fit(spec) and not auto:
-        notes.append(f"shadow belief: policy {spec} does not read it")
+    if not reads_belief(spec) and not auto:
+        notes.append(f"shadow belief: policy {spec} does not read it" if not needs_fit(spec)
+                     else f"shadow belief: policy {spec} plans from p̂₀ and does not read it")
     return "; ".join(notes)
 
 
@@ -484,9 +489,13 @@ class ModelWorker:
                          ctx.note, ctx.price)
         previous, prev_belief = ctx.prev_decision, ctx.prev_belief
         ctx.prev_decision, ctx.prev_belief = decision, view.belief
+        capped = decision.round + 1 >= ctx.max_rounds
         if self._force is not None:
             forced, self._force = self._force, None
-            return dataclasses.replace(decision, override=forced)
+            if forced == "continue" and capped:
+                self.post(m.Notice(CAP_NOTICE.format(n=ctx.max_rounds), "warning"))
+            else:
+                return dataclasses.replace(decision, override=forced)
         if self.to_end:  # `e`: past every breakpoint until the run ends
             return decision
         why = (
@@ -501,6 +510,9 @@ class ModelWorker:
         self.paused = True
         self.post(m.Paused(decision, view, why))
         cmd = self._commands.get()
+        while cmd == "continue" and capped:  # no round can follow: say so, keep waiting
+            self.post(m.Notice(CAP_NOTICE.format(n=ctx.max_rounds), "warning"))
+            cmd = self._commands.get()
         self.paused = False
         if cmd in ("continue", "stop"):
             return dataclasses.replace(decision, override=cmd)  # type: ignore[arg-type]

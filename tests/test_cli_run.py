@@ -259,9 +259,9 @@ def test_options_before_the_command_are_refused_not_ignored(tmp_path: Path) -> N
     # argparse let the command's defaults overwrite them: `mstui --db x.db fit` refitted
     # ./traces.db. Now it is one line that says where the option goes, and nothing is written.
     db = tmp_path / "x.db"
-    for argv, where in ((["--db", str(db), "fit"], "mstui fit --db"),
-                        ([f"--db={db}", "traces", "list"], "mstui traces list --db"),
-                        (["--model", "m.gguf", "run", "--question", "q"], "mstui run --model")):
+    for argv, where in ((["--db", str(db), "fit"], "mstui fit --help"),
+                        ([f"--db={db}", "traces", "list"], "mstui traces list --help"),
+                        (["--model", "m.gguf", "run", "--question", "q"], "mstui run --help")):
         proc = mstui(*argv, cwd=tmp_path)
         assert_one_line_error(proc, "before the command is ignored", where)
     assert list(tmp_path.iterdir()) == []  # no ./traces.db, no x.db

@@ -141,6 +141,10 @@ def test_mixture_explanation_is_exact_and_matches_the_mixture_policy() -> None:
             assert e.gain == pytest.approx(d.expected_gain, abs=1e-12)
             assert (d.action == "continue") == e.continues
             assert sum(after for _, after in e.classes) == pytest.approx(1.0)
+            # The gain from the terms the why-view shows: Σ_k P(k,W)·b_k − P(k,C)·a_k.
+            terms = sum((post - c) * b - c * a
+                        for (a, b, c), (_, post) in zip(e.class_rates, e.classes, strict=True))
+            assert terms == pytest.approx(e.gain, abs=1e-12)
             assert [after for _, after in e.classes] == pytest.approx(
                 [d.extra["class0"], d.extra["class1"]], abs=1e-12)
             v = markov_view(mfit, om, [r.observation for r in hist[: t + 1]], horizon=3)

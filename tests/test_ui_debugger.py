@@ -259,7 +259,9 @@ async def test_paused_why_explains_the_round_that_waits_and_c_at_the_cap_is_refu
         assert any("cannot continue" in str(n.message) for n in app._notifications)
         await pilot.press("x")
         await wait_for(pilot, lambda: not app.worker.busy)
-        assert app.live.decisions[-1].override == "stop"
+        last = app.live.decisions[-1]
+        # x agrees with the policy (the cap stops it): that is no override.
+        assert last.action == "stop" and last.override is None
 
 
 async def test_gate_shows_the_filtered_belief_as_a_shadow(tmp_path: Path) -> None:

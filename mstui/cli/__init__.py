@@ -37,8 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     if handler is not None and misplaced:
         # argparse lets the command's own defaults overwrite options given before it, so
         # `mstui --db x.db fit` would silently use ./traces.db: refuse, and say where they go.
-        print(f"mstui: error: {', '.join(misplaced)} before the command is ignored by it; put "
-              f"it after: mstui {command} {' '.join(misplaced)} ...", file=sys.stderr)
+        print(f"mstui: error: {', '.join(misplaced)} before the command is ignored by it; "
+              f"options go after the command (see mstui {command} --help)", file=sys.stderr)
         return 2
     if handler is None:
         from mstui.cli.tui_cmd import cmd_tui

@@ -68,6 +68,8 @@ class Explanation:
     # A mixture of chains (DESIGN §1.7): P(class) before and after the round, per class;
     # empty for a single chain.
     classes: tuple[tuple[float, float], ...] = ()
+    # Each class's (a_k, b_k, P(k, C) after the round): the gain's terms, to check it by hand.
+    class_rates: tuple[tuple[float, float, float], ...] = ()
 
     @property
     def bar(self) -> float:
@@ -265,6 +267,8 @@ def _explain_mixture(fit: ChainFit, mix: MixtureFit, obs_model: ObservationModel
         fit_note=fit.sparse_reason() or "",
         classes=tuple((pw + pc, float(post)) for (pw, pc), post
                       in zip(pred, s["classes"], strict=True)),
+        class_rates=tuple((a, b, c) for a, b, (_, c)
+                          in zip(mix.a, mix.b, mixture_filter(mix, obs, obs_model), strict=True)),
     )
 
 

@@ -61,6 +61,10 @@ def why_renderable(e: Explanation, decision: Decision | None = None,
         moves = " · ".join(f"class {k}: {before:.2f} → {after:.2f}"
                            for k, (before, after) in enumerate(e.classes))
         _row(out, "classes", (f"mixture of {len(e.classes)} chains, P(class) {moves}", "dim"))
+        for k, (a, b, pc) in enumerate(e.class_rates):
+            pk = e.classes[k][1]
+            _row(out, "", (f"class {k}: a {a:.3f} · b {b:.3f} · P(k,C) {pc:.3f} · P(k,W) "
+                           f"{pk - pc:.3f}", "dim"))
     pi = "—" if e.pi is None else f"{e.pi:.3f}"
     _row(out, "chain", f"π {pi} · λ {e.lam:.3f}")
     verdict = "CONTINUE" if e.continues else "STOP"

@@ -442,15 +442,16 @@ class ProbPanel(Static):
             t.append(f"  ({mode})", style="dim")
         t.append("\n")
         if self.compact:
+            # The caveat first: on a small screen it is the line that must not be cut.
+            if view.fit_note:
+                t.append(f"⚠ {view.fit_note}\n", style="yellow")
             t.append(view.fit_label, style="italic")
             if view.classes > 1:
-                t.append(f" · mixture of {view.classes}", style="italic")
+                t.append(f" · mixture of {view.classes} (π, λ weighted)", style="italic")
             if view.fit is not None:  # its size and flags: what the numbers rest on
                 f = view.fit
-                t.append(f"\n{f.n_questions} q · {f.n_transitions} transitions · flags "
+                t.append(f" · {f.n_questions} q · {f.n_transitions} transitions · flags "
                          f"{', '.join(f.flags) or 'none'}", style="dim")
-            if view.fit_note:
-                t.append(f"\n⚠ {view.fit_note}", style="yellow")
             self.update(t)
             return
         seen = {i: q for i, q in enumerate(view.beliefs)}

@@ -494,8 +494,10 @@ class ModelWorker:
             forced, self._force = self._force, None
             if forced == "continue" and capped:
                 self.post(m.Notice(CAP_NOTICE.format(n=ctx.max_rounds), "warning"))
-            else:
+            elif forced != decision.action:  # agreeing with the policy is no override
                 return dataclasses.replace(decision, override=forced)
+            else:
+                return decision
         if self.to_end:  # `e`: past every breakpoint until the run ends
             return decision
         why = (
@@ -514,7 +516,7 @@ class ModelWorker:
             self.post(m.Notice(CAP_NOTICE.format(n=ctx.max_rounds), "warning"))
             cmd = self._commands.get()
         self.paused = False
-        if cmd in ("continue", "stop"):
+        if cmd in ("continue", "stop") and cmd != decision.action:
             return dataclasses.replace(decision, override=cmd)  # type: ignore[arg-type]
         if cmd == "run":
             self.step_mode, self.to_end = False, True

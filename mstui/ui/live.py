@@ -26,6 +26,7 @@ from mstui.ui.tokens import RoundTracker
 from mstui.ui.view import EMPTY_VIEW, ProbView
 from mstui.ui.why import WHY_SUBTITLE
 from mstui.ui.widgets import (
+    SCROLL_BINDINGS,
     DecisionPanel,
     ProbPanel,
     RoundStrip,
@@ -76,12 +77,7 @@ class LiveScreen(Screen[None]):
         Binding("escape", "cancel", "Cancel"),
         Binding("z", "thinking", "Thinking"),
         Binding("y", "why", "Why"),
-        Binding("up", "scroll_text('up')", "Scroll", show=False),
-        Binding("down", "scroll_text('down')", "Scroll", show=False),
-        Binding("pageup", "scroll_text('pageup')", "Scroll", show=False),
-        Binding("pagedown", "scroll_text('pagedown')", "Scroll", show=False),
-        Binding("home", "scroll_text('home')", "Scroll", show=False),
-        Binding("end", "scroll_text('end')", "Scroll", show=False),
+        *SCROLL_BINDINGS,
         Binding("left", "browse(-1)", "Round −", show=False),
         Binding("right", "browse(1)", "Round +", show=False),
         Binding("left_square_bracket", "rounds(-1)", "N_max −", show=False),

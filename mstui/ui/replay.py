@@ -16,6 +16,7 @@ from mstui.ui.services import StoredFit, sample_line
 from mstui.ui.view import SetWhatIf, WhatIf, prob_view, set_what_if, what_if
 from mstui.ui.why import WHY_SUBTITLE
 from mstui.ui.widgets import (
+    SCROLL_BINDINGS,
     DecisionPanel,
     ProbPanel,
     RoundStrip,
@@ -55,12 +56,7 @@ class ReplayScreen(Screen[None]):
         Binding("v", "next_fit", "Fit ▸"),
         Binding("z", "thinking", "Thinking"),
         Binding("y", "why", "Why"),
-        Binding("up", "scroll_text('up')", "Scroll", show=False),
-        Binding("down", "scroll_text('down')", "Scroll", show=False),
-        Binding("pageup", "scroll_text('pageup')", "Scroll", show=False),
-        Binding("pagedown", "scroll_text('pagedown')", "Scroll", show=False),
-        Binding("home", "scroll_text('home')", "Scroll", show=False),
-        Binding("end", "scroll_text('end')", "Scroll", show=False),
+        *SCROLL_BINDINGS,
         # One Tab reaches the what-if inputs (the stream comes first in the focus chain).
         Binding("tab", "tab", "What-if inputs", show=False),
     ]

@@ -9,6 +9,7 @@ from rich.console import RenderableType
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
+from textual.binding import Binding
 from textual.cache import LRUCache
 from textual.geometry import Region, Size
 from textual.scroll_view import ScrollView
@@ -55,6 +56,13 @@ def answer_label(r: RoundRecord) -> str:
     if r.answer_text is not None:
         return r.answer_text
     return "none (ended inside its thinking)" if r.truncated else "(no answer found)"
+
+
+# The screens' keys for scrolling the round text (the view is not focused: ← → are theirs).
+SCROLL_BINDINGS = [
+    Binding(key, f"scroll_text('{key}')", "Scroll", show=False)
+    for key in ("up", "down", "pageup", "pagedown", "home", "end")
+]
 
 
 class StreamView(ScrollView, can_focus=True):

@@ -265,3 +265,32 @@ def test_options_before_the_command_are_refused_not_ignored(tmp_path: Path) -> N
         proc = mstui(*argv, cwd=tmp_path)
         assert_one_line_error(proc, "before the command is ignored", where)
     assert list(tmp_path.iterdir()) == []  # no ./traces.db, no x.db
+
+
+@pytest.mark.model
+def test_run_under_fixed_shows_the_shadow_markov_belief(default_model: Path,
+                                                        tmp_path: Path) -> None:
+    import shutil
+
+    from mstui.core.policies import parse_policy
+    from mstui.ui.view import fit_of_stored
+
+    db = tmp_path / "t.db"
+    shutil.copy(Path(__file__).resolve().parent.parent / "traces.db", db)
+    args = ("run", "--question", QUESTION, "--policy", "fixed:1", "--max-rounds", "2",
+            "--max-tokens", "16", "--temperature", "0", "--db", str(db))
+    proc = mstui(*args, "--json")
+    assert proc.returncode == 0, proc.stderr
+    *rounds, final = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert "shadow: fit #" in proc.stderr
+    with Store(db) as store:
+        run = store.get_run(final["run_id"])
+        fit, obs = fit_of_stored(store.get_fit(rounds[0]["shadow"]["fit_id"]))
+    assert run["fit_id"] is None  # the policy used no fit, so the run records none
+    markov = parse_policy("markov", fit, obs, allow_sparse=True)
+    for i, line in enumerate(rounds):
+        want = markov.decide(run["rounds"][: i + 1], 2)
+        assert line["shadow"]["belief"] == pytest.approx(want.belief, abs=1e-9)
+        assert line["shadow"]["action"] == want.action
+    text = mstui(*args)
+    assert "shadow (markov on fit #" in text.stdout and "would " in text.stdout

@@ -81,8 +81,8 @@ async def test_tui_notifies_once_when_a_round_collapses(tmp_path: Path) -> None:
     # other work on the cores does to llama.cpp): the worker says so, naming --threads, once.
     app = scripted_app(tmp_path / "traces.db", tps=100, rounds=3, policy="fixed")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.worker.backend is not None)
-        assert app.worker.rates is not None  # an in-process backend is watched
+        # An in-process backend is watched (set just after the backend, on the worker thread).
+        await wait_for(pilot, lambda: app.worker.rates is not None)
         await pilot.press("s", "n", "r")
         await wait_for(pilot, lambda: app.worker.paused)
         assert app.live.records[0].completion_tokens > MIN_TOKENS

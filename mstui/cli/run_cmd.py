@@ -107,12 +107,16 @@ def cmd_run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     if label is None:  # a server picks its model: connect first (cheap), then look for a fit
         backend = open_backend(config)
         label = backend.info.model
-    if needs_fit(config.policy_spec):
+    uses_fit = needs_fit(config.policy_spec)
+    if uses_fit:
         found = _find_fit(store, args.db, label, config)
+    else:  # a shadow: what markov would see and do, shown beside the policy's own decision
+        found = _shadow_fit(store, args.db, label, config)
     for note in ignored_options(args, config):
         print(f"mstui: note: {note}", file=sys.stderr)
-    run = build_run(config, gold=args.gold, backend=backend, fit=found.fit if found else None,
-                    obs_model=found.obs_model if found else None)
+    used = found if uses_fit else None
+    run = build_run(config, gold=args.gold, backend=backend, fit=used.fit if used else None,
+                    obs_model=used.obs_model if used else None)
     config = run.config  # with the model profile's defaults
     if not args.json:
         threads = (f" · {run.backend.info.threads} thread(s)"
@@ -122,9 +126,10 @@ def cmd_run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         print(f"profile: {run.profile.describe(config, context=run.backend.info.context_length)}",
               file=out)
         if found is not None:
-            print(found.describe(), file=out)
+            print(("" if uses_fit else "shadow (markov, not this policy): ") + found.describe(),
+                  file=out)
     if found is not None and args.json:  # the JSON lines stay rounds only; the choice goes aside
-        print(f"mstui: {found.describe()}", file=sys.stderr)
+        print(f"mstui: {'' if uses_fit else 'shadow: '}{found.describe()}", file=sys.stderr)
     if found is not None and found.stale:
         print(f"mstui: note: fit #{found.id} is stale ({found.stale}); `mstui fit` refits it",
               file=sys.stderr)
@@ -132,12 +137,13 @@ def cmd_run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     recorder = None
     if store is not None:
         recorder = RunRecorder(store, config, run.backend, question=question, gold=args.gold,
-                               problem_set="adhoc", fit_id=found.id if found else None,
+                               problem_set="adhoc", fit_id=used.id if used else None,
                                policy=run.policy.spec)
     cancel = threading.Event()
     previous = install_sigint(cancel, "cancelling the round in flight")
     try:
-        failed = _stream(args, question, config, run, recorder, store, cancel, out)
+        failed = _stream(args, question, config, run, recorder, store, cancel, out,
+                         None if uses_fit else found)
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
@@ -152,8 +158,14 @@ def cmd_run(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 def _stream(args: argparse.Namespace, question: str, config: RunConfig, run: Run,
             recorder: RunRecorder | None, store: Store | None, cancel: threading.Event,
-            out: TextIO) -> RoundRecord | None:
-    """Run and print the loop's events; the round that failed or was cancelled, if one was."""
+            out: TextIO, shadow_fit: FoundFit | None = None) -> RoundRecord | None:
+    """Run and print the loop's events; the round that failed or was cancelled, if one was.
+    With `shadow_fit`, each decision is shown beside what markov would decide from it."""
+    from mstui.core.policies import parse_policy
+
+    shadow = (parse_policy("markov", shadow_fit.fit, shadow_fit.obs_model, price=config.price,
+                           allow_sparse=True) if shadow_fit is not None else None)
+    history: list[RoundRecord] = []
     pending: RoundRecord | None = None
     last: Decision | None = None
     failed = None
@@ -185,7 +197,11 @@ def _stream(args: argparse.Namespace, question: str, config: RunConfig, run: Run
                 if args.json:
                     print(json.dumps(round_json(event.record, None)), file=out)
         elif isinstance(event, DecisionMade) and pending is not None:
-            _report(pending, event.decision, args.json, out)
+            history.append(pending)
+            seen = (shadow.decide(history, max(config.max_rounds, len(history)))
+                    if shadow is not None and shadow_fit is not None else None)
+            _report(pending, event.decision, args.json, out,
+                    None if seen is None or shadow_fit is None else (shadow_fit, seen))
             pending, last = None, event.decision
         elif isinstance(event, RunFinished):
             for note in degrade_notes(run.backend, config, event.rounds):
@@ -224,6 +240,18 @@ def _find_fit(store: Store | None, db: str | None, model: str,
         return find_fit(reader, model, config.strategy, None, pin=config.fit_id)
 
 
+def _shadow_fit(store: Store | None, db: str | None, model: str,
+                config: RunConfig) -> FoundFit | None:
+    """The fit markov would use, for a shadow beside a policy that reads none; a shadow never
+    fails a run (an unreadable store or a missing pinned id just means no shadow)."""
+    from mstui.store import StoreError
+
+    try:
+        return _find_fit(store, db, model, config)
+    except (StoreError, ValueError, OSError):
+        return None
+
+
 def ignored_options(args: argparse.Namespace, config: RunConfig) -> list[str]:
     """Options given but not used by this policy, in words (a silent no-op misleads)."""
     spec = config.policy_spec.strip().lower()
@@ -260,9 +288,18 @@ def open_store(db: str | None) -> Store:
     return Store(db or default_db_path())
 
 
-def _report(record: RoundRecord, decision: Decision, as_json: bool, out: TextIO) -> None:
+def _report(record: RoundRecord, decision: Decision, as_json: bool, out: TextIO,
+            shadow: tuple[FoundFit, Decision] | None = None) -> None:
+    shade = None
+    if shadow is not None:
+        fit, seen = shadow
+        shade = {"fit_id": fit.id, "belief": seen.belief, "action": seen.action,
+                 "sparse": fit.fit.sparse_reason() is not None}
     if as_json:
-        print(json.dumps(round_json(record, decision)), file=out)
+        line = round_json(record, decision)
+        if shade is not None:  # what markov would see and do; this policy reads no belief
+            line["shadow"] = shade
+        print(json.dumps(line), file=out)
         return
     shown = record.answer_text if record.answer_text is not None else "(none found)"
     judge = f" · judge {record.judge}" if record.judge else ""
@@ -275,3 +312,7 @@ def _report(record: RoundRecord, decision: Decision, as_json: bool, out: TextIO)
           + f" · {record.tokens_per_second:.0f} tok/s · "
           f"{finish_text(record.finish_reason)}", file=out)
     print(f"→ {decision.final_action}: {decision.reason}", file=out)
+    if shade is not None:
+        sparse = ", sparse: the prior" if shade["sparse"] else ""
+        print(f"  shadow (markov on fit #{shade['fit_id']}{sparse}): q_t "
+              f"{shade['belief']:.3f} · would {str(shade['action']).upper()}", file=out)

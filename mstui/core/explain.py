@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from mstui.core.belief import ObservationModel, belief_trajectory, change_category
 from mstui.core.fitting import ChainFit
-from mstui.core.mixture import MixtureFit, mixture_filter, mixture_summary
+from mstui.core.mixture import MixtureFit, mixture_filter, mixture_joints, mixture_summary
 from mstui.core.types import Observation, RoundRecord
 
 NO_EVIDENCE = "not recorded: no evidence (ratio 1)"
@@ -160,9 +160,9 @@ def markov_view(fit: ChainFit, obs_model: ObservationModel | None,
         q = min(max(q, 0.0), 1.0)
         curve = tuple(float(chain.accuracy(q, k)) for k in range(horizon))
         return MarkovView(tuple(qs), fit.pi, fit.lam, curve, chain.regime(q), 1)
-    qs = [float(mixture_summary(mix, mixture_filter(mix, observations[:t], obs_model))["belief"])
-          for t in range(1, len(observations) + 1)]
-    joint = mixture_filter(mix, observations, obs_model)
+    joints = mixture_joints(mix, observations, obs_model)  # one pass over the rounds
+    qs = [sum(c for _, c in j) for j in joints]  # q_t = Σ_k P(k, C)
+    joint = mixture_filter(mix, observations, obs_model) if not joints else joints[-1]
     s = mixture_summary(mix, joint)
     ahead: list[float] = []
     mass = [(w + c, c) for w, c in joint]  # (P(class k), P(class k, C))
@@ -235,15 +235,16 @@ def _explain_mixture(fit: ChainFit, mix: MixtureFit, obs_model: ObservationModel
     """explain_round for a mixture: the prior is the joint (class, state) prediction, and the
     change ratio is averaged over class and previous state; the rest is shared by the classes."""
     obs = [r.observation for r in history[: t + 1]]
+    joints = mixture_joints(mix, obs, obs_model)  # after each round, one pass
     if t == 0:
         pred = [(w * (1 - p0), w * p0) for w, p0 in zip(mix.w, mix.p0, strict=True)]
         prev = None
     else:
-        prev = mixture_filter(mix, obs[:-1], obs_model)
+        prev = joints[-2]
         pred = [(mw * (1 - b) + mc * a, mw * b + mc * (1 - a))
                 for (mw, mc), a, b in zip(prev, mix.a, mix.b, strict=True)]
     prior = sum(c for _, c in pred)
-    s = mixture_summary(mix, mixture_filter(mix, obs, obs_model))
+    s = mixture_summary(mix, joints[-1])
     source = (f"p̂₀ of the {mix.k} classes, weighted" if t == 0 else
               f"each class's chain prediction from round {t - 1}, weighted by P(class)")
     evidence: tuple[Evidence, ...] = ()
@@ -268,7 +269,7 @@ def _explain_mixture(fit: ChainFit, mix: MixtureFit, obs_model: ObservationModel
         classes=tuple((pw + pc, float(post)) for (pw, pc), post
                       in zip(pred, s["classes"], strict=True)),
         class_rates=tuple((a, b, c) for a, b, (_, c)
-                          in zip(mix.a, mix.b, mixture_filter(mix, obs, obs_model), strict=True)),
+                          in zip(mix.a, mix.b, joints[-1], strict=True)),
     )
 
 

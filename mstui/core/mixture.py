@@ -185,11 +185,13 @@ def simulate_mixture(fit: MixtureFit, nq: int, nr: int,
     return x, cls.astype(np.int64)
 
 
-def mixture_filter(fit: MixtureFit, observations: Sequence[Observation],
-                   obs_model: ObservationModel | None) -> list[list[float]]:
-    """Joint belief P(class k, X_t = W / C | rounds seen) after the last round, as [[W, C], …]
-    per class (plain floats: this runs in the per-decision path)."""
+def mixture_joints(fit: MixtureFit, observations: Sequence[Observation],
+                   obs_model: ObservationModel | None) -> list[list[list[float]]]:
+    """The joint belief P(class k, X_t = W / C | rounds seen) after each round, in one pass:
+    [[[W, C], …] per class] per round (empty for no rounds). Plain floats: this runs in the
+    per-decision path."""
     joint = [[w * (1.0 - p0), w * p0] for w, p0 in zip(fit.w, fit.p0, strict=True)]
+    out: list[list[list[float]]] = []
     for t, obs in enumerate(observations):
         if obs_model is None:
             sw = sc = 1.0
@@ -197,18 +199,30 @@ def mixture_filter(fit: MixtureFit, observations: Sequence[Observation],
         else:
             sw, sc, pair = obs_model.factors(obs)
         total = 0.0
-        for k, (a, b) in enumerate(zip(fit.a, fit.b, strict=True)):
-            mw, mc = joint[k]
+        new = []
+        for (mw, mc), a, b in zip(joint, fit.a, fit.b, strict=True):
             if t == 0:
                 nw, nc = mw * sw, mc * sc
             else:
                 nw = (mw * (1.0 - b) * pair[0][0] + mc * a * pair[1][0]) * sw
                 nc = (mw * b * pair[0][1] + mc * (1.0 - a) * pair[1][1]) * sc
-            joint[k] = [nw, nc]
+            new.append([nw, nc])
             total += nw + nc
         if total > 0 and math.isfinite(total):
-            joint = [[nw / total, nc / total] for nw, nc in joint]
-    return joint
+            new = [[nw / total, nc / total] for nw, nc in new]
+        joint = new
+        out.append(joint)
+    return out
+
+
+def mixture_filter(fit: MixtureFit, observations: Sequence[Observation],
+                   obs_model: ObservationModel | None) -> list[list[float]]:
+    """Joint belief P(class k, X_t = W / C | rounds seen) after the last round, as [[W, C], …]
+    per class (the prior joint when there is no round)."""
+    joints = mixture_joints(fit, observations, obs_model)
+    if joints:
+        return joints[-1]
+    return [[w * (1.0 - p0), w * p0] for w, p0 in zip(fit.w, fit.p0, strict=True)]
 
 
 def mixture_summary(fit: MixtureFit, joint: list[list[float]]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from mstui.core.types import Action, Decision, RoundRecord
 from mstui.ui import messages as m
 from mstui.ui.breakpoints import Breakpoints, hit
 from mstui.ui.tokens import RoundInfo, TokenBuffer
-from mstui.ui.view import prob_view
+from mstui.ui.view import ProbView, prob_view
 
 # The loop, runner, session and store import numpy/scipy/sqlite-utils: they are imported on the
 # worker thread (in `_main`), so the first frame is drawn while they load.
@@ -106,6 +106,9 @@ class _RunContext:
     history: list[RoundRecord] = field(default_factory=list)
     prev_decision: Decision | None = None
     prev_belief: float | None = None
+    # The view _review computed for a round's decision, reused when that decision is posted
+    # (an override does not change it): one filter pass per decision, not two.
+    reviewed: tuple[int, ProbView] | None = None
 
 
 class ModelWorker:
@@ -464,10 +467,11 @@ class ModelWorker:
             if (slow := self.rates.add(event.record) if self.rates else None) is not None:
                 self.post(m.Notice(slow.hint, "warning"))
         elif isinstance(event, DecisionMade):
-            view = prob_view(
-                ctx.fit, ctx.obs, ctx.history, event.decision, ctx.max_rounds, ctx.label, ctx.note,
-                ctx.price,
-            )
+            if ctx.reviewed is not None and ctx.reviewed[0] == event.decision.round:
+                view = ctx.reviewed[1]
+            else:
+                view = prob_view(ctx.fit, ctx.obs, ctx.history, event.decision, ctx.max_rounds,
+                                 ctx.label, ctx.note, ctx.price)
             self.post(m.DecisionReady(event.decision, view))
         elif isinstance(event, RunFinished):
             self.post(
@@ -487,6 +491,7 @@ class ModelWorker:
         assert ctx is not None
         view = prob_view(ctx.fit, ctx.obs, ctx.history, decision, ctx.max_rounds, ctx.label,
                          ctx.note, ctx.price)
+        ctx.reviewed = (decision.round, view)
         previous, prev_belief = ctx.prev_decision, ctx.prev_belief
         ctx.prev_decision, ctx.prev_belief = decision, view.belief
         capped = decision.round + 1 >= ctx.max_rounds

@@ -283,3 +283,30 @@ def test_grade_timeout_from_the_environment_and_in_code(monkeypatch: pytest.Monk
     for bad in (float("inf"), float("nan"), 0.0, -1.0, 1e9):
         with pytest.raises(ValueError, match=r"seconds in \(0, 3600\]"):
             Grader(timeout=bad)
+
+
+def test_different_integers_are_wrong_without_a_worker_and_as_math_verify_says() -> None:
+    # The fast path must agree with Math-Verify itself: every pair below is also put to it.
+    pairs = [("17", "42"), ("-3", "3"), ("1,000", "100"), ("$1,248", "1249"), ("0", "-1"),
+             ("12345678901234567", "12345678901234568"), ("2", "two"), ("7", "007"),
+             ("28%", "28"), ("0.5", "1/2"), ("3", "3.0")]
+    fast = Grader()
+    verdicts = [fast.grade(p, g) for p, g in pairs]
+    taken = [v for v in verdicts if v.note == "different integers"]
+    assert len(taken) == 6  # the integer pairs; words, percentages, decimals go to Math-Verify
+    assert all(v == Grade(False, "exact", "different integers") for v in taken)
+    judge = Grader()
+    for (pred, gold), verdict in zip(pairs, verdicts, strict=True):
+        if verdict.note == "different integers":
+            assert judge.judge(pred, gold).correct is False, (pred, gold)
+    fast.close()
+    judge.close()
+
+
+def test_an_integer_fast_path_starts_no_grading_process() -> None:
+    grader = Grader()
+    assert grader.grade("17", "42") == Grade(False, "exact", "different integers")
+    assert grader.grade("1,000", "1000") == Grade(True, "exact")
+    assert grader.grade("-5", "5") == Grade(False, "exact", "different integers")
+    assert grader._live == 0 and not grader._all  # no Math-Verify worker was started
+    grader.close()

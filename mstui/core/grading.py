@@ -50,7 +50,8 @@ __all__ = [
 ]
 
 Judge = Literal["exact", "math-verify", "none", "timeout", "error"]
-# exact: mstui's normalized forms are equal; math-verify: Math-Verify decided; none: no answer
+# exact: mstui's own comparison decided (equal normalized forms, or two different integers, or
+# exact match only); math-verify: Math-Verify decided; none: no answer
 # was extracted, so the round is wrong without asking anyone; timeout / error: ungraded.
 JUDGES: tuple[Judge, ...] = ("exact", "math-verify", "none", "timeout", "error")
 
@@ -131,6 +132,20 @@ def mathverify_input(text: str) -> str:
     if any(mark in raw for mark in ("$", "\\(", "\\[")):
         return raw
     return f"${raw}$"
+
+
+def _integer(text: str) -> int | None:
+    """The integer an answer is, as Math-Verify would be given it (`mathverify_input`), or None
+    for anything else (decimals, fractions, percentages, expressions)."""
+    value = mathverify_input(text)
+    body = value.removeprefix("-")
+    return int(value) if body.isdigit() and body.isascii() else None
+
+
+def _different_integers(pred: str, gold: str) -> bool:
+    """Both sides are integers, and different ones: wrong, without asking Math-Verify."""
+    a, b = _integer(pred), _integer(gold)
+    return a is not None and b is not None and a != b
 
 
 def _is_number(norm: str) -> bool:
@@ -320,7 +335,8 @@ class Grader:
         """Grade the extracted answer text `pred` against the gold as given.
 
         No gold: ungraded, judge "none". No answer: wrong, judge "none". Equal normalized forms:
-        right, judge "exact". Otherwise Math-Verify decides, within `timeout` seconds, unless
+        right, judge "exact"; two different integers: wrong, judge "exact". Otherwise Math-Verify
+        decides, within `timeout` seconds, unless
         `exact_only` (then the exact comparison's "wrong" stands).
         """
         if gold is None:
@@ -335,6 +351,10 @@ class Grader:
             return Grade(True, "exact")
         if exact_only:
             return Grade(False, "exact", "exact match only")
+        if _different_integers(pred, gold):
+            # Math-Verify would say the same (no tolerance makes two integers equal); asking it
+            # costs a worker round trip while, at one question in flight, the model waits.
+            return Grade(False, "exact", "different integers")
         return self.judge(pred, gold)
 
     def judge(self, pred: str, gold: str) -> Grade:

@@ -170,10 +170,11 @@ def measure(server: LlamaServer, levels: list[int], args: argparse.Namespace) ->
     f = Figures(defaultdict(list), defaultdict(list), defaultdict(list), defaultdict(list),
                 defaultdict(list), defaultdict(list), defaultdict(list), [])
     # Untimed warm-up: the first sweep of a process pays one-time costs (imports, the grading
-    # worker's start, the store's first open) that are not per-round client overhead.
-    warm = mstui_sweep(server.url, 1, 2, 1, args.max_tokens, seed=99,
+    # worker's start, the store's first open) that are not per-round client overhead, and a
+    # slot's first use touches its KV cache's pages; so every slot is used once first.
+    warm = mstui_sweep(server.url, max(levels), max(levels), 1, args.max_tokens, seed=99,
                        prompt_format=args.format)
-    bare_replay(server.url, model, 1, warm.rounds)
+    bare_replay(server.url, model, max(levels), warm.rounds)
     for rep in range(args.repeats):
         for c in levels:
             erase_slots(server)

@@ -315,8 +315,11 @@ def _changed_pool(tmp_path: Path) -> Path:
 
 
 def _history(db: Path) -> int:
+    """Label changes recorded so far (a judge may change alone, e.g. Math-Verify's "wrong" on
+    two integers now decided by the exact comparison: that is history, not a label change)."""
     with sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True) as c:
-        return int(c.execute("SELECT count(*) FROM grade_history").fetchone()[0])
+        return int(c.execute("SELECT count(*) FROM grade_history "
+                             "WHERE new_correct IS NOT correct").fetchone()[0])
 
 
 def _start_regrade(db: Path) -> tuple[subprocess.Popen[str], int]:

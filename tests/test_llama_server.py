@@ -253,3 +253,37 @@ def test_default_model_sweeps_in_parallel_with_cache_hits(
     assert later and all(r.cached_source == "reported" for r in rounds)
     evaluated = sum(r.prompt_tokens - r.cached_tokens for r in later)
     assert evaluated < 0.2 * sum(r.prompt_tokens for r in later)
+
+
+def test_the_prompt_mstui_renders_is_the_servers_own_for_the_default_model(
+        binary: Path, default_model: Path, tmp_path: Path) -> None:
+    # SmolLM2's BOS text opens its first turn and the server adds no BOS: mstui's rendering of
+    # the served template must be the server's own (/apply-template), first marker included,
+    # or a text continuation (`wait`) re-reads its whole prompt instead of hitting the cache.
+    import json
+    import urllib.request
+
+    srv = LlamaServer(binary, default_model, tmp_path / "server.log", slots=1, ctx=2048)
+    try:
+        backend = OpenAIBackend(srv.url)
+        turns = [{"role": "system", "content": "Be brief."},
+                 {"role": "user", "content": "What is 2 + 2?"}]
+        request = urllib.request.Request(
+            f"{srv.root}/apply-template", method="POST",
+            headers={"Content-Type": "application/json"},
+            data=json.dumps({"messages": turns}).encode())
+        with urllib.request.urlopen(request, timeout=10) as r:
+            served = json.loads(r.read())["prompt"]
+        assert served.startswith("<|im_start|>system")
+        assert backend.render_chat(turns) == served  # type: ignore[arg-type]
+        with Store(tmp_path / "w.db") as store:
+            result = run_sweep(RunConfig(backend="openai", base_url=srv.url, max_rounds=2,
+                                         strategy="wait", prompt_format="chat",
+                                         gen=GenSettings(max_tokens=24, temperature=0.0)),
+                               generate_problems(1, seed=0), store, problem_set="gen")
+            rounds = store.get_run(result.run_ids[0])["rounds"]
+    finally:
+        srv.stop()
+    assert len(rounds) == 2 and rounds[1].cached_source == "reported"
+    # The continuation shares the first round's prompt and answer: most of it is cached.
+    assert rounds[1].cached_tokens > rounds[0].prompt_tokens // 2, rounds[1]

@@ -256,3 +256,27 @@ def test_models_caps_the_round_budget_by_a_small_context(tmp_path: Path) -> None
     listed = mstui("models", str(small), "--models-dir", str(tmp_path / "none"))
     assert listed.returncode == 0, listed.stderr
     assert "1024 tok/round, ctx 2048" in listed.stdout  # not "4096 tok/round, ctx 16384"
+
+
+def test_a_bos_text_that_opens_the_first_turn_is_kept_where_no_bos_is_added(
+        default_model: Path) -> None:
+    # SmolLM2's BOS text is `<|im_start|>` and its tokenizer adds no BOS (add_bos_token false):
+    # dropping the "BOS" cut the system turn's opening marker, so the model saw "system\n…".
+    backend = LlamaBackend(default_model, n_ctx=512)
+    try:
+        assert not backend.llm._model.add_bos_token()
+        prompt = backend.render_chat([{"role": "system", "content": "Be brief."},
+                                      {"role": "user", "content": QUESTION}])
+        assert prompt.startswith("<|im_start|>system\nBe brief.<|im_end|>")
+        tokens = backend.tokenize(prompt)
+        start = backend.llm.token_bos()
+        assert tokens[0] == start and tokens.count(start) == prompt.count("<|im_start|>") == 3
+    finally:
+        backend.close()
+    # Where the tokenizer does add the BOS, a leading BOS text is still dropped, not doubled.
+    from mstui.engine.templates import render_chat_template
+
+    template = "{{ bos_token }}{% for m in messages %}[{{ m.content }}]{% endfor %}"
+    turns = [{"role": "user", "content": "hi"}]
+    assert render_chat_template(template, turns, bos_token="<s>") == "[hi]"
+    assert render_chat_template(template, turns, bos_token="<s>", bos_added=False) == "<s>[hi]"

@@ -157,17 +157,19 @@ class LlamaBackend:
         return text
 
     def render_chat(self, messages: Sequence[ChatMessage]) -> str:
-        """Apply the GGUF's own chat template (without the BOS text: tokenizing adds the BOS
-        token). TemplateError (one line) when the template cannot be rendered, or when the file
-        has none: a foreign template (ChatML, say) would give an R1 model none of its turns or
-        its opening <think>, and the rounds would be scored as if it had."""
+        """Apply the GGUF's own chat template (without a leading BOS text where tokenizing adds
+        the BOS token, add_bos_token; whole where it does not). TemplateError (one line) when
+        the template cannot be rendered, or when the file has none: a foreign template (ChatML,
+        say) would give an R1 model none of its turns or its opening <think>, and the rounds
+        would be scored as if it had."""
         if not self.chat_template:
             raise TemplateError(f"{self.gguf.path.name} has no chat template "
                                 "(tokenizer.chat_template), so a chat format cannot use the "
                                 "model's own; use --format fewshot")
         return render_chat_template(self.chat_template, messages,
                                     bos_token=self._token_text(self.llm.token_bos()),
-                                    eos_token=self._token_text(self.llm.token_eos()))
+                                    eos_token=self._token_text(self.llm.token_eos()),
+                                    bos_added=bool(self.llm._model.add_bos_token()))
 
     def tokenize(self, text: str) -> list[int]:
         """Tokens of a prompt exactly as create_completion makes them (BOS, special tokens),

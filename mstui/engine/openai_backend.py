@@ -68,6 +68,7 @@ class OpenAIBackend:
         self.chat_template: str | None = template if isinstance(template, str) and template \
             else None
         self._bos = str(props.get("bos_token") or "")
+        self._bos_added: bool | None = None  # asked of the server on first need
         self._eos = str(props.get("eos_token") or "")
         # Text continuations (`wait`, a thinking budget) must be in the served model's template.
         self.renders_served_template = self.chat_template is not None
@@ -155,7 +156,32 @@ class OpenAIBackend:
         from mstui.engine.templates import render_chat_template
 
         return render_chat_template(self.chat_template, messages, bos_token=self._bos,
-                                    eos_token=self._eos)
+                                    eos_token=self._eos, bos_added=self._adds_bos())
+
+    def _adds_bos(self) -> bool:
+        """Whether the server puts the BOS token in front of a prompt text itself (llama.cpp's
+        add_bos_token, which /props does not give): llama-server's /tokenize of an empty text
+        with special tokens is [BOS] where it does, [] where it does not. Asked once; True
+        where it cannot be asked."""
+        import json
+        import urllib.request
+
+        if self._bos_added is None:
+            self._bos_added = True
+            root = self.base_url[:-3] if self.base_url.endswith("/v1") else self.base_url
+            request = urllib.request.Request(
+                f"{root}/tokenize", method="POST",
+                headers={"Content-Type": "application/json",
+                         "Authorization": f"Bearer {self.client.api_key}"},
+                data=json.dumps({"content": "", "add_special": True}).encode())
+            try:
+                with urllib.request.urlopen(request, timeout=10.0) as reply:
+                    tokens = json.loads(reply.read()).get("tokens")
+                if isinstance(tokens, list):
+                    self._bos_added = len(tokens) > 0
+            except (OSError, ValueError, AttributeError):
+                pass  # not llama-server: assume the usual (a BOS is added)
+        return self._bos_added
 
     def _request(self, prompt: str, settings: GenSettings,
                  messages: Sequence[ChatMessage] | None, slot: int | None = None) -> Any:

@@ -51,8 +51,14 @@ def _compile(template: str) -> Any:
 
 
 def render_chat_template(template: str, messages: Sequence[ChatMessage], *, bos_token: str = "",
-                         eos_token: str = "", add_generation_prompt: bool = True) -> str:
-    """The prompt text for `messages`, ending with the assistant cue, without a leading BOS.
+                         eos_token: str = "", add_generation_prompt: bool = True,
+                         bos_added: bool = True) -> str:
+    """The prompt text for `messages`, ending with the assistant cue.
+
+    `bos_added`: the tokenizer puts the BOS token in front itself (llama.cpp's add_bos_token), so
+    a leading BOS text is dropped rather than doubled. Where it does not (SmolLM2: its BOS text
+    is `<|im_start|>`, the first turn's own opening), the text is kept whole: dropping it would
+    cut the first turn's marker.
 
     A template that refuses a system turn (Gemma raises "System role not supported") gets the
     system text merged into the first user turn, as those models' cards advise. Raises
@@ -75,7 +81,7 @@ def render_chat_template(template: str, messages: Sequence[ChatMessage], *, bos_
         # what to do.
         raise TemplateError(f"the chat template refuses these messages ({exc}); use --format "
                             "fewshot") from None
-    if bos_token and text.startswith(bos_token):
+    if bos_added and bos_token and text.startswith(bos_token):
         text = text[len(bos_token):]
     return text
 

@@ -287,3 +287,21 @@ def test_the_prompt_mstui_renders_is_the_servers_own_for_the_default_model(
     assert len(rounds) == 2 and rounds[1].cached_source == "reported"
     # The continuation shares the first round's prompt and answer: most of it is cached.
     assert rounds[1].cached_tokens > rounds[0].prompt_tokens // 2, rounds[1]
+
+
+def test_llama_servers_root_as_base_url_is_one_line_and_stores_nothing(
+        server: LlamaServer, tmp_path: Path) -> None:
+    # llama-server answers its own API at the root too; every round then failed mid-stream.
+    from mstui.engine.errors import ModelError
+    from tests.test_cli_run import assert_one_line_error, mstui
+
+    with pytest.raises(ModelError, match=r"under /v1: use --base-url http://127\.0\.0\.1:\d+/v1"):
+        OpenAIBackend(server.root)
+    db = tmp_path / "t.db"
+    proc = mstui("sweep", "--problem-set", "gen", "--limit", "2", "--max-rounds", "1",
+                 "--backend", "openai", "--base-url", server.root + "/", "--db", str(db))
+    assert_one_line_error(proc, "/v1")
+    if db.exists():  # the store may have been created; no run may be in it
+        with sqlite3.connect(db) as c:
+            tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master")}
+            assert "runs" not in tables or c.execute("SELECT count(*) FROM runs").fetchone() == (0,)

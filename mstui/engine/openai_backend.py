@@ -64,6 +64,11 @@ class OpenAIBackend:
         self.usage_reported: bool | None = None  # learned from the first stream
         self.streams_reasoning = False  # set once the server streams a reasoning field
         props = self._props()
+        if "total_slots" in props and not self.base_url.rstrip("/").endswith("/v1"):
+            # llama-server answers its own API at the root too (/completions streams
+            # {"content": …}, not choices): every round would fail with a puzzling error.
+            raise ModelError(f"{self.base_url} is llama-server's own API; its OpenAI-compatible "
+                             f"API is under /v1: use --base-url {self.base_url.rstrip('/')}/v1")
         template = props.get("chat_template")
         self.chat_template: str | None = template if isinstance(template, str) and template \
             else None
@@ -135,7 +140,8 @@ class OpenAIBackend:
             raise ModelError(f"cannot reach {self.base_url} ({exc.__cause__ or exc}); start the "
                              "server or fix --base-url") from None
         except self._openai.AuthenticationError:
-            raise ModelError(f"{self.base_url} refused the API key; pass --api-key") from None
+            raise ModelError(f"{self.base_url} refused the API key (HTTP 401); check --api-key "
+                             "(default: $OPENAI_API_KEY)") from None
         except self._openai.APIStatusError as exc:
             raise ModelError(f"{self.base_url} answered HTTP {exc.status_code} to /models; "
                              "check --base-url (it usually ends in /v1)") from None

@@ -80,19 +80,29 @@ src=$work/llama_cpp_python-$version/vendor/llama.cpp
 cuda_build=$work/cuda
 start=$SECONDS
 say "building llama.cpp $version with CUDA for sm_$arch (shared libraries + llama-server)"
-if timeout $(( $(left) - 150 )) bash -c "
+build_rc=0
+timeout $(( $(left) - 150 )) bash -c "
     cmake -S '$src' -B '$cuda_build' -DCMAKE_BUILD_TYPE=Release -DGGML_CUDA=on \
       -DCMAKE_CUDA_ARCHITECTURES='$arch' -DCMAKE_CUDA_COMPILER='$nvcc' -DBUILD_SHARED_LIBS=ON \
       -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=ON \
       -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_UI=OFF \
       -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF ${CMAKE_ARGS:-} >'$work/configure.log' 2>&1 &&
-    cmake --build '$cuda_build' --target llama-server llama -j \$(nproc) >'$work/build.log' 2>&1"
-then
+    cmake --build '$cuda_build' --target llama-server llama -j \$(nproc) >'$work/build.log' 2>&1" \
+  || build_rc=$?
+if [ "$build_rc" -eq 0 ]; then
   say "CUDA build: $((SECONDS - start)) s"
   built=1
 else
-  tail -5 "$work/build.log" "$work/configure.log" 2>/dev/null
-  cannot "build llama.cpp with CUDA within the time budget (logs in $work)"
+  # The log that ends last says why: configure (CMake could not find CUDA parts) or build.
+  for log in "$work/configure.log" "$work/build.log"; do
+    [ -s "$log" ] && { echo "--- tail of $log:"; tail -8 "$log"; }
+  done
+  if [ "$build_rc" -eq 124 ]; then
+    cannot "build llama.cpp with CUDA within the time budget (logs in $work)"
+  else
+    cannot "build llama.cpp with CUDA: the build failed after $((SECONDS - start)) s, exit" \
+      "$build_rc (see the log tail above; logs in $work)"
+  fi
   built=0
 fi
 

@@ -224,6 +224,10 @@ def test_server_killed_mid_sweep_stops_with_one_line_and_resumes(
             finished = [r for r in runs if r["status"] == "finished"]
             assert len(finished) >= 2 and len(runs) < 6
             assert all(store.get_run(r["id"])["n_rounds"] == 2 for r in finished)
+            scored = sum(r["final_correct"] is not None for r in finished)
+        # The summary's accuracy is over the runs that finished, never the failed ones.
+        counted = re.search(r"(\d+)/(\d+) correct", captured.out)
+        assert (int(counted[2]) if counted else 0) == scored, captured.out
         srv.restart()  # the same port, as after a restart
         assert main(argv) == 0
         assert f"{len(finished)} already done earlier" in capsys.readouterr().out

@@ -92,6 +92,7 @@ class SweepResult:
     completion_tokens: int = 0
     completed: int = 0  # runs that ended this time (not cancelled)
     cancelled: bool = False  # the whole sweep was stopped
+    cancelled_runs: int = 0  # runs in flight when it was, stored as cancelled
     cancelled_questions: list[str] = field(default_factory=list)  # stopped one by one
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # one line each, said before the bar
@@ -342,13 +343,16 @@ class _Sweep:
                 self.result.cancelled_questions.append(problem.id)
             else:
                 self.result.cancelled = True
+                self.result.cancelled_runs += 1
             self._report(force=True)
             return
         if finished.reason == "error":
             self.result.errors.append(f"{problem.id}: {finished.error}")
             self._check_server(finished.error)
         self.progress.done += 1
-        if finished.final_correct is not None:
+        # A failed run's earlier rounds may carry an answer, but it did not finish: it is not
+        # part of the sweep's accuracy.
+        if finished.reason != "error" and finished.final_correct is not None:
             self.progress.scored += 1
             self.progress.correct += int(finished.final_correct)
         self._report(force=True)
@@ -477,8 +481,10 @@ def cmd_sweep(args: argparse.Namespace, out: TextIO | None = None) -> int:
             signal.signal(signal.SIGINT, previous)
         store.close()
     ran = result.completed
+    left = result.total - result.skipped - ran
     acc = (f"{result.correct}/{result.scored} correct" if result.scored
-           else "nothing left to run" if ran == 0 else "no gold answers")
+           else ("nothing left to run" if left <= 0 else f"{left} question(s) not run yet")
+           if ran == 0 else "none finished" if len(result.errors) >= ran else "no gold answers")
     elsewhere = (f" · {result.claimed_elsewhere} run by another sweep on this file"
                  if result.claimed_elsewhere else "")
     print(f"sweep {result.sweep_id}: {name} · {ran} run(s) this time, {result.skipped} already "
@@ -497,7 +503,8 @@ def cmd_sweep(args: argparse.Namespace, out: TextIO | None = None) -> int:
               f"({', '.join(result.cancelled_questions[:5])}); run the same command again to "
               "redo them", file=err)
     if result.cancelled:
-        print("mstui: sweep stopped; the run in flight was stored as cancelled. Run the same "
+        n = result.cancelled_runs
+        print(f"mstui: sweep stopped; {n} run(s) in flight stored as cancelled. Run the same "
               "command again to resume.", file=err)
         return 130
     if result.errors:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mstui.store import Store, StoreError, default_db_path
+from mstui.store.base import check_writable_path
 
 
 def db_path(db: str | None) -> Path:
@@ -22,11 +23,7 @@ def writable_db_path(db: str | None) -> Path:
     """The trace database a command will write, checked before any work: its folder must exist
     (a typo in --db must not leave a new folder behind) and it must not be a folder itself."""
     path = db_path(db)
-    if path.is_dir():
-        raise StoreError(f"{path} is a folder; point --db (or $MSTUI_DB) at a traces file")
-    if not path.parent.is_dir():
-        raise StoreError(f"the folder {path.parent} does not exist; create it first or fix --db "
-                         "(or $MSTUI_DB)")
+    check_writable_path(path)  # the store's own check, made before the app starts
     return path
 
 

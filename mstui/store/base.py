@@ -22,6 +22,19 @@ from mstui.store.schema import (
 )
 
 
+def check_writable_path(p: Path) -> None:
+    """A trace database path that can be created or written: not a folder or other non-file,
+    in a folder that exists (a typo in --db must not leave a new folder tree behind).
+    StoreError with one line otherwise."""
+    if p.is_dir():
+        raise StoreError(f"{p} is a folder; point --db (or $MSTUI_DB) at a traces file")
+    if p.exists() and not p.is_file():
+        raise StoreError(f"{p} is not a file; point --db (or $MSTUI_DB) at a traces file")
+    if not p.parent.is_dir():
+        raise StoreError(f"the folder {p.parent} does not exist; create it first or fix --db "
+                         "(or $MSTUI_DB)")
+
+
 class StoreBase:
     """Opens the file (see Store); owns the connection, its lock and the write transactions."""
 
@@ -64,14 +77,10 @@ class StoreBase:
             return sqlite3.connect(
                 uri, uri=True, timeout=self.busy_timeout, check_same_thread=False
             )
-        if p.exists() and not p.is_file():
-            raise StoreError(f"{p} is not a file; point --db at a traces file")
+        check_writable_path(p)
         # Root ignores permission bits, so honour a read-only file ourselves: the user meant it.
         if p.exists() and not (p.stat().st_mode & 0o222):
             raise StoreError(f"{p} is read-only; make it writable (chmod u+w) or open it read-only")
-        if not p.parent.is_dir():
-            # A typo in --db must not leave a new folder tree behind.
-            raise StoreError(f"the folder {p.parent} does not exist; create it first or fix --db")
         return sqlite3.connect(str(p), timeout=self.busy_timeout, check_same_thread=False)
 
     def _setup(self) -> None:

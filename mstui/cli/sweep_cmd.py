@@ -481,10 +481,7 @@ def cmd_sweep(args: argparse.Namespace, out: TextIO | None = None) -> int:
             signal.signal(signal.SIGINT, previous)
         store.close()
     ran = result.completed
-    left = result.total - result.skipped - ran
-    acc = (f"{result.correct}/{result.scored} correct" if result.scored
-           else ("nothing left to run" if left <= 0 else f"{left} question(s) not run yet")
-           if ran == 0 else "none finished" if len(result.errors) >= ran else "no gold answers")
+    acc = _accuracy_text(result)
     elsewhere = (f" · {result.claimed_elsewhere} run by another sweep on this file"
                  if result.claimed_elsewhere else "")
     print(f"sweep {result.sweep_id}: {name} · {ran} run(s) this time, {result.skipped} already "
@@ -514,6 +511,19 @@ def cmd_sweep(args: argparse.Namespace, out: TextIO | None = None) -> int:
               "the failed ones", file=err)
         return 1
     return 0
+
+
+def _accuracy_text(result: SweepResult) -> str:
+    """The summary's word on accuracy: right/scored over the runs that finished, else why
+    there is none."""
+    if result.scored:
+        return f"{result.correct}/{result.scored} correct"
+    if result.completed == 0:
+        left = result.total - result.skipped
+        return "nothing left to run" if left <= 0 else f"{left} question(s) not run yet"
+    if len(result.errors) >= result.completed:
+        return "none finished"
+    return "no gold answers"
 
 
 def _sweep_with_bar(config: RunConfig, problems: Sequence[Problem], store: Store, name: str,

@@ -64,11 +64,11 @@ class OpenAIBackend:
         self.usage_reported: bool | None = None  # learned from the first stream
         self.streams_reasoning = False  # set once the server streams a reasoning field
         props = self._props()
-        if "total_slots" in props and not self.base_url.rstrip("/").endswith("/v1"):
+        if "total_slots" in props and not self.base_url.endswith("/v1"):
             # llama-server answers its own API at the root too (/completions streams
             # {"content": …}, not choices): every round would fail with a puzzling error.
             raise ModelError(f"{self.base_url} is llama-server's own API; its OpenAI-compatible "
-                             f"API is under /v1: use --base-url {self.base_url.rstrip('/')}/v1")
+                             f"API is under /v1: use --base-url {self.base_url}/v1")
         template = props.get("chat_template")
         self.chat_template: str | None = template if isinstance(template, str) and template \
             else None
@@ -114,21 +114,29 @@ class OpenAIBackend:
             return False
         return True
 
-    def _props(self) -> dict[str, Any]:
-        """llama-server's /props (chat template, BOS/EOS text, context); {} from other servers."""
+    def _server_json(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """GET (or, with `body`, POST) one of llama-server's own endpoints beside /v1 (/props,
+        /tokenize); {} from a server without it (404), or one that answers no JSON object."""
         import json
-        import urllib.error
         import urllib.request
 
         root = self.base_url[:-3] if self.base_url.endswith("/v1") else self.base_url
-        request = urllib.request.Request(f"{root}/props", headers={
-            "Authorization": f"Bearer {self.client.api_key}"})
+        headers = {"Authorization": f"Bearer {self.client.api_key}"}
+        data = None
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+            data = json.dumps(body).encode()
+        request = urllib.request.Request(f"{root}{path}", headers=headers, data=data)
         try:
             with urllib.request.urlopen(request, timeout=10.0) as reply:
-                data = json.loads(reply.read())
-        except (OSError, ValueError):  # not llama-server (404), or no JSON: no template
+                answer = json.loads(reply.read())
+        except (OSError, ValueError):
             return {}
-        return data if isinstance(data, dict) else {}
+        return answer if isinstance(answer, dict) else {}
+
+    def _props(self) -> dict[str, Any]:
+        """llama-server's /props (chat template, BOS/EOS text, context); {} from other servers."""
+        return self._server_json("/props")
 
     def _served_models(self) -> list[str]:
         # A short timeout and one retry: a server that accepts and never answers must not hold
@@ -169,24 +177,11 @@ class OpenAIBackend:
         add_bos_token, which /props does not give): llama-server's /tokenize of an empty text
         with special tokens is [BOS] where it does, [] where it does not. Asked once; True
         where it cannot be asked."""
-        import json
-        import urllib.request
-
         if self._bos_added is None:
-            self._bos_added = True
-            root = self.base_url[:-3] if self.base_url.endswith("/v1") else self.base_url
-            request = urllib.request.Request(
-                f"{root}/tokenize", method="POST",
-                headers={"Content-Type": "application/json",
-                         "Authorization": f"Bearer {self.client.api_key}"},
-                data=json.dumps({"content": "", "add_special": True}).encode())
-            try:
-                with urllib.request.urlopen(request, timeout=10.0) as reply:
-                    tokens = json.loads(reply.read()).get("tokens")
-                if isinstance(tokens, list):
-                    self._bos_added = len(tokens) > 0
-            except (OSError, ValueError, AttributeError):
-                pass  # not llama-server: assume the usual (a BOS is added)
+            tokens = self._server_json("/tokenize", {"content": "", "add_special": True}).get(
+                "tokens")
+            # Not llama-server (no /tokenize): assume the usual, a BOS is added.
+            self._bos_added = len(tokens) > 0 if isinstance(tokens, list) else True
         return self._bos_added
 
     def _request(self, prompt: str, settings: GenSettings,

@@ -8,11 +8,10 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TextIO
 
 from mstui.analysis.choose import FoundFit
-from mstui.cli.common import install_sigint
+from mstui.cli.common import db_path, install_sigint
 from mstui.cli.parser import config_from_args
 from mstui.config import RunConfig
 from mstui.core.loop import (
@@ -28,7 +27,7 @@ from mstui.core.types import Decision, RoundRecord, cache_text, finish_text
 from mstui.engine.factory import model_label, open_backend
 from mstui.runner import Run, build_run, check_first_prompt, needs_fit
 from mstui.session import RunRecorder, find_fit, measured_rate
-from mstui.store import Store, default_db_path
+from mstui.store import Store
 
 
 def round_json(record: RoundRecord, decision: Decision | None) -> dict[str, object]:
@@ -163,8 +162,9 @@ def _stream(args: argparse.Namespace, question: str, config: RunConfig, run: Run
     With `shadow_fit`, each decision is shown beside what markov would decide from it."""
     from mstui.core.policies import parse_policy
 
-    shadow = (parse_policy("markov", shadow_fit.fit, shadow_fit.obs_model, price=config.price,
-                           allow_sparse=True) if shadow_fit is not None else None)
+    shadow = (shadow_fit, parse_policy("markov", shadow_fit.fit, shadow_fit.obs_model,
+                                       price=config.price, allow_sparse=True)) \
+        if shadow_fit is not None else None
     history: list[RoundRecord] = []
     pending: RoundRecord | None = None
     last: Decision | None = None
@@ -198,10 +198,11 @@ def _stream(args: argparse.Namespace, question: str, config: RunConfig, run: Run
                     print(json.dumps(round_json(event.record, None)), file=out)
         elif isinstance(event, DecisionMade) and pending is not None:
             history.append(pending)
-            seen = (shadow.decide(history, max(config.max_rounds, len(history)))
-                    if shadow is not None and shadow_fit is not None else None)
-            _report(pending, event.decision, args.json, out,
-                    None if seen is None or shadow_fit is None else (shadow_fit, seen))
+            seen = None
+            if shadow is not None:
+                fit, markov = shadow
+                seen = (fit, markov.decide(history, max(config.max_rounds, len(history))))
+            _report(pending, event.decision, args.json, out, seen)
             pending, last = None, event.decision
         elif isinstance(event, RunFinished):
             for note in degrade_notes(run.backend, config, event.rounds):
@@ -230,7 +231,7 @@ def _find_fit(store: Store | None, db: str | None, model: str,
     storing (the file is opened read-only and left as it is)."""
     if store is not None:
         return find_fit(store, model, config.strategy, None, pin=config.fit_id)
-    path = Path(db or default_db_path())
+    path = db_path(db)
     if not path.exists():
         if config.fit_id is not None:
             raise ValueError(f"no fit {config.fit_id}: {path} does not exist; point --db at "
@@ -285,7 +286,7 @@ def degrade_notes(backend: object, config: RunConfig,
 
 def open_store(db: str | None) -> Store:
     """The trace store at --db, $MSTUI_DB or ./traces.db."""
-    return Store(db or default_db_path())
+    return Store(db_path(db))
 
 
 def _report(record: RoundRecord, decision: Decision, as_json: bool, out: TextIO,

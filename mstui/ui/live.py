@@ -11,7 +11,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Input, Static
 
@@ -22,6 +21,7 @@ from mstui.ui.ask import OFF, NumberScreen
 from mstui.ui.charts import AccuracyChart
 from mstui.ui.help import glossary
 from mstui.ui.picker import ProblemPicker
+from mstui.ui.round_screen import RoundScreen
 from mstui.ui.tokens import RoundTracker
 from mstui.ui.view import EMPTY_VIEW, ProbView
 from mstui.ui.why import WHY_SUBTITLE
@@ -40,9 +40,6 @@ from mstui.ui.worker import RunRequest, one_line
 if TYPE_CHECKING:
     from mstui.ui.app import MstuiApp
 
-# Below either size the screen is compact: the chart goes, the probability panel keeps its
-# first lines, and the decision panel keeps the room it needs (80×24 must show a decision).
-COMPACT_WIDTH, COMPACT_HEIGHT = 120, 34
 DRAIN_SECONDS = 1 / 30  # how often the drain timer ticks while a run streams
 # The share of one core that drawing streamed tokens may take. The model's threads and this one
 # share the cores, so every frame is time taken from generation: a frame that redraws the stream
@@ -57,7 +54,7 @@ MAX_WAIT = 0.25
 STATS_SECONDS = 1 / 4
 
 
-class LiveScreen(Screen[None]):
+class LiveScreen(RoundScreen):
     """The default screen. It talks to the model only through the app's ModelWorker."""
 
     AUTO_FOCUS = ""  # keys drive the screen; `/` focuses the question box
@@ -184,14 +181,9 @@ class LiveScreen(Screen[None]):
         self.query_one("#status", Static).update(Text(line), layout=False)
         self.refresh_keys()
 
-    def on_resize(self) -> None:
-        """Compact below COMPACT_WIDTH × COMPACT_HEIGHT: no chart, a short probability panel."""
-        compact = self.size.width < COMPACT_WIDTH or self.size.height < COMPACT_HEIGHT
-        if compact != self.has_class("compact"):
-            self.set_class(compact, "compact")
-            panel = self.query_one(ProbPanel)
-            panel.compact = compact
-            panel.show(self.view)
+    def compact_changed(self, compact: bool) -> None:
+        """Compact: no chart, a short probability panel (see RoundScreen)."""
+        self.query_one(ProbPanel).show(self.view)
 
     def refresh_keys(self) -> None:
         """Rebuild the footer when the keys it offers change (running, a round that thinks):
@@ -564,10 +556,6 @@ class LiveScreen(Screen[None]):
         self._strip()
         if why:
             self.action_why()
-
-    def action_scroll_text(self, where: str) -> None:
-        """↑ ↓ PgUp PgDn Home End scroll the round text (or the why-view over it)."""
-        self.query_one(StreamView).scroll_text(where)
 
     def action_why(self) -> None:
         """y: why the belief after the shown round is what it is (core.explain)."""

@@ -8,10 +8,10 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import Footer, Input, Select, Static
 
 from mstui.core.types import Decision, RoundRecord, cache_text, finish_text
+from mstui.ui.round_screen import RoundScreen
 from mstui.ui.services import StoredFit, sample_line
 from mstui.ui.view import SetWhatIf, WhatIf, prob_view, set_what_if, what_if
 from mstui.ui.why import WHY_SUBTITLE
@@ -43,7 +43,7 @@ WHAT_IF_LABELS = {
 WHAT_IF_HINT = "Tab: edit the inputs · w: what-if with them · W: over every stored run of this set"
 
 
-class ReplayScreen(Screen[None]):
+class ReplayScreen(RoundScreen):
     """The panels of the live view fed from stored rows; ← → move between rounds."""
 
     AUTO_FOCUS = ""
@@ -97,16 +97,10 @@ class ReplayScreen(Screen[None]):
         yield Static(WHAT_IF_HINT, id="whatif")
         yield Footer()
 
-    def on_resize(self) -> None:
-        """Compact below the live screen's size: short panels, the decision kept in view."""
-        from mstui.ui.live import COMPACT_HEIGHT, COMPACT_WIDTH
-
-        compact = self.size.width < COMPACT_WIDTH or self.size.height < COMPACT_HEIGHT
-        if compact != self.has_class("compact"):
-            self.set_class(compact, "compact")
-            self.query_one(ProbPanel).compact = compact
-            if self.run is not None:
-                self.show_round(self.cursor)
+    def compact_changed(self, compact: bool) -> None:
+        """Compact: short panels, the decision kept in view (see RoundScreen)."""
+        if self.run is not None:
+            self.show_round(self.cursor)
 
     def on_mount(self) -> None:
         """Load the run in a thread (never block the UI on the database)."""
@@ -242,10 +236,6 @@ class ReplayScreen(Screen[None]):
         if fit is None:
             return None, None, "no fit with this run", ""
         return fit, obs, label, f"shadow belief: policy {self.run.get('policy')} used no fit"
-
-    def action_scroll_text(self, where: str) -> None:
-        """↑ ↓ PgUp PgDn Home End scroll the round text (or the why-view over it)."""
-        self.query_one(StreamView).scroll_text(where)
 
     def action_why(self) -> None:
         """y: why the belief after this round is what it is (core.explain)."""

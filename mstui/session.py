@@ -9,6 +9,7 @@ from mstui.config import RunConfig
 from mstui.core.answers import normalize_answer
 from mstui.core.backend import Backend
 from mstui.core.loop import DecisionMade, Event, RoundFinished, RunFinished
+from mstui.core.throughput import RateWatch
 from mstui.store import Store
 
 STATUS_OF_REASON = {"policy": "finished", "cancelled": "cancelled", "error": "failed"}
@@ -36,6 +37,14 @@ def measured_rate(store: Store | None, backend: Backend) -> float | None:
                              min_tokens=MIN_TOKENS, min_seconds=MIN_SECONDS)
     except (StoreError, OSError):
         return None
+
+
+def rate_watch(config: RunConfig, store: Store | None, backend: Backend) -> RateWatch | None:
+    """The watch on an in-process model's tok/s (the slow-rate hint naming --threads), seeded
+    with its best stored rate; None for a server, whose speed --threads does not set."""
+    if config.backend != "llama":
+        return None
+    return RateWatch(backend.info.threads or None, measured_rate(store, backend))
 
 
 class RunRecorder:

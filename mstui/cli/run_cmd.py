@@ -22,11 +22,10 @@ from mstui.core.loop import (
     TokenStreamed,
     run_refinement,
 )
-from mstui.core.throughput import RateWatch
 from mstui.core.types import Decision, RoundRecord, cache_text, finish_text
 from mstui.engine.factory import model_label, open_backend
 from mstui.runner import Run, build_run, check_first_prompt, needs_fit
-from mstui.session import RunRecorder, find_fit, measured_rate
+from mstui.session import RunRecorder, find_fit, rate_watch
 from mstui.store import Store
 
 
@@ -170,8 +169,7 @@ def _stream(args: argparse.Namespace, question: str, config: RunConfig, run: Run
     last: Decision | None = None
     failed = None
     # In-process only: a server's speed is not ours to fix with --threads.
-    rates = (RateWatch(run.backend.info.threads or None, measured_rate(store, run.backend))
-             if config.backend == "llama" else None)
+    rates = rate_watch(config, store, run.backend)
     rate_hint: str | None = None
     for event in run_refinement(question, backend=run.backend, prompter=run.prompter,
                                 policy=run.policy, max_rounds=config.max_rounds,

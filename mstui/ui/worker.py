@@ -254,12 +254,9 @@ class ModelWorker:
                            "information"))
         info = self.backend.info
         # In-process models only: a notice when tok/s collapses, naming --threads.
-        if config.backend == "llama":
-            from mstui.session import measured_rate
+        from mstui.session import rate_watch
 
-            self.rates = RateWatch(info.threads or None, measured_rate(self.store, self.backend))
-        else:
-            self.rates = None
+        self.rates = rate_watch(config, self.store, self.backend)
         self.post(
             m.ModelReady(info.model, info.backend, info.offload_text, time.perf_counter() - started)
         )

@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from mstui.cli.common import db_path, dumps, fmt_num, open_existing_store, output_file
 from mstui.core.types import finish_text
 from mstui.store.query import parse_date
+
+if TYPE_CHECKING:
+    from mstui.store.regrade import RegradeReport
 
 
 def register(sub: Any) -> None:
@@ -396,7 +399,7 @@ def cmd_regrade(args: argparse.Namespace, out: TextIO | None = None) -> int:
     return 0
 
 
-def _partial(report: Any) -> str:
+def _partial(report: RegradeReport) -> str:
     """What an interrupted regrade had already committed."""
     ids = ", ".join(f"#{i}" for i in report.stale_fits)
     return (f"{report.written} label(s) of {report.written_runs} run(s) were already changed"
